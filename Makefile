@@ -1,0 +1,48 @@
+# Two commands matter: `make demo` and `make test` (see README). Everything else is a helper.
+PYTHON ?= python3.11
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.installed
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+
+.PHONY: setup triton demo test lint typecheck unit models bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	# torch first, from the pinned CPU wheel, so nothing later resolves a CUDA build.
+	$(PIP) install -q "torch==2.13.0"
+	$(PIP) install -q -e ".[dev]"
+	@if $(PIP) list 2>/dev/null | grep -qi '^nvidia-'; then echo "CUDA packages were pulled into $(VENV); check the pins" >&2; exit 1; fi
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+# A real Triton server (CPU) in its own virtualenv, like a separate container (scripts/triton/).
+triton:
+	scripts/triton/install.sh
+
+demo: setup
+	$(VENV)/bin/secureai demo --config configs/demo.yml
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: setup
+	$(VENV)/bin/mypy
+
+unit: setup
+	$(VENV)/bin/pytest -q -m "not integration and not slow and not gpu"
+
+test: setup triton lint typecheck
+	$(VENV)/bin/pytest -q
+
+models: setup
+	$(VENV)/bin/secureai train --config configs/centralized.yml --publish triton_model_repository
+
+bench: setup
+	$(PY) benchmarks/bench_inprocess.py --out docs/benchmarks.md
+
+clean:
+	rm -rf $(VENV) .triton-venv runs .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,148 @@
+"""Featurizer and in-process inference throughput (events/s), median of repeated runs.
+
+    python benchmarks/bench_inprocess.py --out docs/benchmarks.md
+
+Measures, per batch size: featurize only (DataFrame -> EVENT_TENSOR), infer only (ONNX Runtime
+ensemble + postproc), featurize + infer, and the full in-process path from raw JSON bytes to
+score records. Uses the committed model repository and synthetic events; writes a Markdown
+section with machine info and the exact command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from morpheus_ext.feature_spec import load_spec
+from morpheus_ext.featurizer import Featurizer
+from morpheus_ext.inference.inprocess import InProcessEngine
+from morpheus_ext.records import build_records
+from morpheus_ext.stages.input import frame_source
+from morpheus_ext.stages.preprocess import decode_batch
+from morpheus_ext.synthetic import SyntheticConfig, generate
+
+ROOT = Path(__file__).resolve().parent.parent
+MARK_BEGIN = "<!-- bench_inprocess:begin -->"
+MARK_END = "<!-- bench_inprocess:end -->"
+
+
+def machine_info() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (
+        f"{cpu}, {os.cpu_count()} logical cores, Python {platform.python_version()}, "
+        f"onnxruntime {ort.__version__}, {platform.system()} {platform.release()}"
+    )
+
+
+def median_rate(fn: Callable[[], int], repeats: int) -> float:
+    fn()  # warm-up (ORT allocations, pandas caches)
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        n = fn()
+        rates.append(n / (time.perf_counter() - start))
+    return statistics.median(rates)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repository", default=str(ROOT / "triton_model_repository"))
+    parser.add_argument("--spec", default="security_events")
+    parser.add_argument("--events", type=int, default=65536)
+    parser.add_argument("--batch-sizes", default="1024,4096,16384")
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--out", help="Markdown file to update (section between markers)")
+    args = parser.parse_args()
+
+    spec = load_spec(args.spec)
+    featurizer = Featurizer(spec)
+    engine = InProcessEngine(args.repository, spec.spec_hash)
+    frame = generate(SyntheticConfig(n_events=args.events, seed=3))
+    rows = []
+    for bs in [int(b) for b in args.batch_sizes.split(",")]:
+        chunks = [frame.iloc[i : i + bs] for i in range(0, len(frame), bs)]
+        tensors = [np.asarray(featurizer.transform(c).tensor) for c in chunks]
+        raws = list(frame_source(frame, bs))
+
+        def featurize(chunks: list = chunks) -> int:  # type: ignore[type-arg]
+            return sum(len(featurizer.transform(c)) for c in chunks)
+
+        def infer(tensors: list[np.ndarray] = tensors) -> int:
+            return sum(len(engine.infer(t)["ANOMALY_SCORE"]) for t in tensors)
+
+        def both(chunks: list = chunks) -> int:  # type: ignore[type-arg]
+            n = 0
+            for c in chunks:
+                n += len(engine.infer(featurizer.transform(c).tensor)["ANOMALY_SCORE"])
+            return n
+
+        def full(raws: list = raws) -> int:  # type: ignore[type-arg]
+            n = 0
+            for raw in raws:
+                fb = featurizer.transform(decode_batch(raw).frame)
+                n += len(build_records(fb, engine.infer(fb.tensor), featurizer, engine.info))
+            return n
+
+        row = [bs] + [median_rate(f, args.repeats) for f in (featurize, infer, both, full)]
+        rows.append(row)
+        print(
+            f"batch {bs}: featurize {row[1]:,.0f}/s  infer {row[2]:,.0f}/s  "
+            f"featurize+infer {row[3]:,.0f}/s  bytes->records {row[4]:,.0f}/s",
+            flush=True,
+        )
+
+    command = "python benchmarks/bench_inprocess.py " + " ".join(sys.argv[1:])
+    git = (
+        subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+        ).stdout.strip()
+        or "uncommitted"
+    )
+    lines = [
+        MARK_BEGIN,
+        "## In-process featurizer + inference (spine)",
+        "",
+        f"- Machine: {machine_info()}",
+        f"- Command: `{command}` (commit {git}, {datetime.now(UTC):%Y-%m-%d})",
+        f"- Data: {args.events} synthetic events ({args.spec} spec, MLP autoencoder of the "
+        f"committed repository); median of {args.repeats} runs after a warm-up; events/s.",
+        "",
+        "| batch | featurize | infer (ORT ensemble + postproc) | featurize + infer "
+        "| raw JSON -> score records |",
+        "|---:|---:|---:|---:|---:|",
+        *[f"| {r[0]} | {r[1]:,.0f} | {r[2]:,.0f} | {r[3]:,.0f} | {r[4]:,.0f} |" for r in rows],
+        MARK_END,
+    ]
+    if args.out:
+        out = Path(args.out)
+        text = out.read_text() if out.exists() else "# Benchmarks\n\n"
+        section = "\n".join(lines)
+        if MARK_BEGIN in text:
+            head, rest = text.split(MARK_BEGIN, 1)
+            text = head + section + rest.split(MARK_END, 1)[1]
+        else:
+            text = text.rstrip() + "\n\n" + section + "\n"
+        out.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

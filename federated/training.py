@@ -1,0 +1,98 @@
+"""Local (non-private) training of the autoencoder: centralized runs and non-DP FL clients.
+
+Deterministic on CPU for a fixed seed: one seeded generator drives the shuffles, and torch's
+deterministic algorithms are on. DP-SGD (Opacus) wraps the same model and loss elsewhere.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+
+class TrainConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: int = Field(default=100, ge=1)
+    batch_size: int = Field(default=256, ge=1)
+    lr: float = Field(default=2e-3, gt=0)
+    weight_decay: float = Field(default=0.0, ge=0)
+    patience: int = Field(default=4, ge=1)
+    """Stop after this many epochs without validation improvement (best weights are kept)."""
+    seed: int = 0
+    threads: int = Field(default=2, ge=1)
+
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    train_loss: float
+    val_loss: float
+
+
+def seed_everything(seed: int, threads: int | None = None) -> None:
+    """Seed every RNG training touches and pin CPU kernels to deterministic ones."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True)
+    if threads:
+        torch.set_num_threads(threads)
+
+
+def reconstruction_loss(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return nn.functional.mse_loss(model(x), x)
+
+
+@torch.no_grad()
+def evaluate_loss(model: nn.Module, x: np.ndarray, batch_size: int = 8192) -> float:
+    model.eval()
+    t = torch.from_numpy(x)
+    total = 0.0
+    for start in range(0, len(t), batch_size):
+        chunk = t[start : start + batch_size]
+        total += float(nn.functional.mse_loss(model(chunk), chunk, reduction="sum"))
+    return total / max(1, t.numel())
+
+
+def fit_autoencoder(
+    model: nn.Module, train: np.ndarray, val: np.ndarray, config: TrainConfig
+) -> list[EpochRecord]:
+    """Adam on MSE with early stopping on the validation loss; restores the best weights."""
+    seed_everything(config.seed, config.threads)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    data = torch.from_numpy(np.ascontiguousarray(train, dtype=np.float32))
+    gen = torch.Generator().manual_seed(config.seed)
+    history: list[EpochRecord] = []
+    best = float("inf")
+    best_state = {k: v.clone() for k, v in model.state_dict().items()}
+    stale = 0
+    for epoch in range(1, config.epochs + 1):
+        model.train()
+        order = torch.randperm(len(data), generator=gen)
+        running, seen = 0.0, 0
+        for start in range(0, len(data), config.batch_size):
+            batch = data[order[start : start + config.batch_size]]
+            optimizer.zero_grad(set_to_none=True)
+            loss = reconstruction_loss(model, batch)
+            loss.backward()
+            optimizer.step()
+            running += float(loss.detach()) * len(batch)
+            seen += len(batch)
+        val_loss = evaluate_loss(model, val)
+        history.append(EpochRecord(epoch, running / max(seen, 1), val_loss))
+        if val_loss < best - 1e-6:
+            best, stale = val_loss, 0
+            best_state = {k: v.clone() for k, v in model.state_dict().items()}
+        else:
+            stale += 1
+            if stale >= config.patience:
+                break
+    model.load_state_dict(best_state)
+    model.eval()
+    return history

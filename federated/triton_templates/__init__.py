@@ -1,0 +1,1 @@
+"""Files copied verbatim into Triton model version folders (not imported by the project)."""

@@ -1,0 +1,1 @@
+"""morpheus_ext."""

@@ -1,0 +1,27 @@
+"""The engine surface every inference backend (in-process ONNX Runtime, Triton) implements."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a score record says about the model that produced it."""
+
+    name: str
+    spec_hash: str
+    max_batch_size: int
+
+
+class InferenceEngine(Protocol):
+    info: ModelInfo
+
+    def infer(self, tensor: np.ndarray) -> dict[str, np.ndarray]:
+        """EVENT_TENSOR [N, 256] -> the ensemble outputs (model_repository.ENSEMBLE_OUTPUTS)."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,66 @@
+"""Sources: where raw event bytes come from, in batches, each value with its origin.
+
+Every value keeps ``(source, partition, offset)`` so a rejected event can be traced back (for a
+file: the path, partition 0 and the 1-based line number; for Kafka: topic, partition, offset).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class Origin:
+    source: str
+    partition: int
+    offset: int
+
+
+@dataclass
+class RawBatch:
+    """Undecoded event values (bytes, possibly invalid) and where each came from."""
+
+    values: list[bytes] = field(default_factory=list)
+    origins: list[Origin] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
+def jsonl_file_source(path: str | Path, batch_size: int = 4096) -> Iterator[RawBatch]:
+    """Read a JSONL file as raw bytes (no decoding here: bad lines must reach the decoder)."""
+    path = Path(path)
+    batch = RawBatch()
+    with path.open("rb") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            value = line.rstrip(b"\r\n")
+            if not value.strip():
+                continue  # blank lines are layout, not events
+            batch.values.append(value)
+            batch.origins.append(Origin(str(path), 0, lineno))
+            if len(batch) >= batch_size:
+                yield batch
+                batch = RawBatch()
+    if batch.values:
+        yield batch
+
+
+def frame_source(
+    frame: pd.DataFrame, batch_size: int = 4096, name: str = "memory"
+) -> Iterator[RawBatch]:
+    """The embedded default: events already in memory, serialised as they would arrive."""
+    records = frame.to_dict(orient="records")
+    for start in range(0, len(records), batch_size):
+        chunk = records[start : start + batch_size]
+        values = [orjson.dumps({k: v for k, v in r.items() if not _is_null(v)}) for r in chunk]
+        origins = [Origin(name, 0, start + i) for i in range(len(chunk))]
+        yield RawBatch(values, origins)
+
+
+def _is_null(v: object) -> bool:
+    return v is None or (isinstance(v, float) and v != v)

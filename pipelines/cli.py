@@ -1,0 +1,332 @@
+"""``secureai``: the command line. Every error is one clear line on stderr and a non-zero exit."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+EXIT_USAGE = 2
+EXIT_FAILURE = 1
+
+
+class CLIError(Exception):
+    """Raised for conditions the user can fix; printed as one line."""
+
+
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    from morpheus_ext.feature_spec import SpecError
+    from morpheus_ext.io import DataError
+    from morpheus_ext.model_repository import ModelRepositoryError
+    from pipelines.config import ConfigError
+
+    return (
+        CLIError,
+        ConfigError,
+        SpecError,
+        DataError,
+        ModelRepositoryError,
+        FileNotFoundError,
+        PermissionError,
+    )
+
+
+# --------------------------------------------------------------------------- commands
+def cmd_demo(args: argparse.Namespace) -> int:
+    from pipelines.config import DemoConfig, load_config
+    from pipelines.demo import run_demo
+
+    result = run_demo(load_config(args.config, DemoConfig), progress=not args.no_progress)
+    m = result.metrics
+    print(f"run directory: {result.run_dir}")
+    print(
+        f"streamed {result.stream['events_in']} events: {result.stream['scored']} scored, "
+        f"{result.stream['rejected']} rejected, {m['events_per_s']:,.0f} events/s end to end"
+    )
+    print(
+        f"AUROC {m['auroc']:.4f}  AUPRC {m['auprc']:.4f}  best F1 {m['best_f1']:.4f}  "
+        f"TPR@1%FPR {m['tpr_at_fpr']['0.01']:.4f}"
+    )
+    for b in m.get("baselines", []):
+        print(f"  baseline {b['name']}: AUROC {b['auroc']:.4f}  AUPRC {b['auprc']:.4f}")
+    print(f"report: {m['report']}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from federated.triton_repo import write_repository
+    from pipelines.config import CentralizedConfig, load_config
+    from pipelines.evaluate import evaluate, score_frame
+    from pipelines.train import load_source, train_centralized
+
+    config = load_config(args.config, CentralizedConfig)
+    result = train_centralized(config, version=args.version)
+    print(f"run directory: {result.run_dir}")
+    print(
+        f"trained {result.metrics['epochs_run']} epochs, best val loss "
+        f"{result.metrics['best_val_loss']:.5f}, ONNX parity "
+        f"{result.metrics['onnx_parity_max_abs_diff']:.2e}"
+    )
+    if config.data.test is not None:
+        from morpheus_ext.featurizer import Featurizer
+        from morpheus_ext.inference.inprocess import InProcessEngine
+
+        featurizer = Featurizer(result.spec)
+        engine = InProcessEngine(result.repository, result.spec.spec_hash)
+        frame, _ = load_source(config.data.test, result.spec)
+        scored = score_frame(engine, featurizer, frame)
+        m = evaluate(
+            scored,
+            result.run_dir / "evaluation",
+            f"{config.name}: test set",
+            result.train_normalized,
+            config.evaluation.baselines,
+            config.seed,
+            extra={"run_dir": str(result.run_dir)},
+        )
+        _print_metrics(m)
+    if args.publish:
+        export = result.run_dir / "export"
+        manifest = result.repository / "dfp_autoencoder" / str(args.version) / "manifest.json"
+        import json
+
+        info = {
+            k: v
+            for k, v in json.loads(manifest.read_text()).items()
+            if k not in ("files", "model", "version")
+        }
+        write_repository(
+            Path(args.publish),
+            result.spec,
+            export / "dfp_encoder.onnx",
+            export / "dfp_autoencoder.onnx",
+            args.version,
+            info,
+        )
+        print(f"published version {args.version} to {args.publish}")
+    return 0
+
+
+def _print_metrics(m: dict[str, object]) -> None:
+    tpr = m["tpr_at_fpr"]
+    assert isinstance(tpr, dict)
+    print(
+        f"AUROC {m['auroc']:.4f}  AUPRC {m['auprc']:.4f}  best F1 {m['best_f1']:.4f}  "
+        f"TPR@1%FPR {tpr['0.01']:.4f}  TPR@0.1%FPR {tpr['0.001']:.4f}"
+    )
+    for b in m.get("baselines", []) or []:  # type: ignore[attr-defined]
+        print(
+            f"  baseline {b['name']}: AUROC {b['auroc']:.4f}  AUPRC {b['auprc']:.4f}  "
+            f"{b['events_per_s']:,.0f} events/s"
+        )
+    print(f"report: {m['report']}")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from morpheus_ext.feature_spec import load_spec
+    from morpheus_ext.featurizer import Featurizer
+    from morpheus_ext.inference.inprocess import InProcessEngine
+    from morpheus_ext.io import read_frame
+    from pipelines.config import CentralizedConfig, load_config
+    from pipelines.evaluate import evaluate, score_frame
+    from pipelines.train import MODEL_REPOSITORY, load_source
+
+    train_normalized = None
+    if args.run_dir:
+        run_dir = Path(args.run_dir)
+        config = load_config(run_dir / "config.yaml", CentralizedConfig)
+        spec = load_spec(args.spec or config.data.spec)
+        repository = Path(args.model_repository or run_dir / MODEL_REPOSITORY)
+        engine = InProcessEngine(repository, spec.spec_hash)
+        featurizer = Featurizer(spec)
+        if args.data:
+            frame = read_frame(args.data, spec)
+        elif config.data.test is not None:
+            frame, _ = load_source(config.data.test, spec)
+        else:
+            raise CLIError(f"{run_dir} has no test data in its config; pass --data PATH")
+        if not args.no_baselines:
+            train, _ = load_source(config.data.train, spec)
+            fitted = score_frame(engine, featurizer, train)
+            if config.data.fit_on == "normal" and fitted.labels is not None:
+                train_normalized = fitted.normalized[fitted.labels == 0]
+            else:
+                train_normalized = fitted.normalized
+        out = Path(args.out or run_dir / "evaluation")
+    else:
+        if not (args.data and args.spec):
+            raise CLIError("give --run-dir DIR, or --data PATH with --spec SPEC")
+        spec = load_spec(args.spec)
+        repository = Path(args.model_repository or "triton_model_repository")
+        engine = InProcessEngine(repository, spec.spec_hash)
+        featurizer = Featurizer(spec)
+        frame = read_frame(args.data, spec)
+        if args.train_data and not args.no_baselines:
+            fitted = score_frame(engine, featurizer, read_frame(args.train_data, spec))
+            train_normalized = (
+                fitted.normalized
+                if fitted.labels is None
+                else fitted.normalized[fitted.labels == 0]
+            )
+        out = Path(args.out or "runs/evaluation")
+    scored = score_frame(engine, featurizer, frame)
+    m = evaluate(
+        scored,
+        out,
+        f"Evaluation of {repository}",
+        train_normalized,
+        baselines=not args.no_baselines,
+        extra={"model_repository": str(repository)},
+    )
+    _print_metrics(m)
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from morpheus_ext.feature_spec import load_spec
+    from morpheus_ext.featurizer import Featurizer
+    from morpheus_ext.inference.inprocess import InProcessEngine
+    from morpheus_ext.stages.input import jsonl_file_source
+    from morpheus_ext.stages.output import JsonlSink
+    from pipelines.runner import ScoringPipeline, run_batches
+
+    spec = load_spec(args.spec)
+    if not Path(args.events).is_file():
+        raise CLIError(f"events file not found: {args.events}")
+    engine = InProcessEngine(args.model_repository, spec.spec_hash)
+    pipeline = ScoringPipeline(Featurizer(spec), engine)
+    out = Path(args.out)
+    rejects_path = Path(args.rejects or out.with_name(out.stem + ".rejects.jsonl"))
+    with JsonlSink(out) as scores, JsonlSink(rejects_path) as rejects:
+        stats = run_batches(
+            pipeline,
+            jsonl_file_source(args.events, args.batch_size),
+            scores.write,
+            rejects.write,
+            progress=not args.no_progress,
+        )
+    print(
+        f"{stats.events_in} events: {stats.scored} scored -> {out}, {stats.rejected} rejected "
+        f"-> {rejects_path}, {stats.anomalies} flagged, {stats.events_per_s:,.0f} events/s"
+    )
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from morpheus_ext.synthetic import SyntheticConfig, generate, write_events
+
+    config = SyntheticConfig(
+        n_events=args.events,
+        anomaly_rate=args.anomaly_rate,
+        n_sites=args.sites,
+        heterogeneity=args.heterogeneity,
+        seed=args.seed,
+        entity_relative=args.entity_relative,
+    )
+    frame = generate(config)
+    path = write_events(frame, args.out)
+    print(f"wrote {len(frame)} events ({int(frame['label'].sum())} anomalous) to {path}")
+    return 0
+
+
+def cmd_spec(args: argparse.Namespace) -> int:
+    from morpheus_ext.feature_spec import load_spec
+
+    spec = load_spec(args.spec)
+    print(
+        f"{spec.name} v{spec.version}  hash {spec.spec_hash}  "
+        f"{spec.layout.used_width}/{spec.layout.width} slots"
+    )
+    for f in spec.layout.fields:
+        print(f"  [{f.offset:3d}:{f.stop:3d})  {f.kind:<11} {f.name}")
+    return 0
+
+
+# --------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="secureai", description=__doc__)
+    p.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("demo", help="the embedded end-to-end job (synthetic -> train -> stream)")
+    d.add_argument("--config", default="configs/demo.yml")
+    d.add_argument("--no-progress", action="store_true")
+    d.set_defaults(func=cmd_demo)
+
+    t = sub.add_parser("train", help="centralized training from a YAML config")
+    t.add_argument("--config", required=True)
+    t.add_argument(
+        "--publish", metavar="REPOSITORY", help="also write the version into this repository"
+    )
+    t.add_argument("--version", type=int, default=1, help="model version number (default 1)")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="metrics + HTML report for a run or a labelled file")
+    e.add_argument("--run-dir")
+    e.add_argument("--data", help="labelled CSV/Parquet/JSONL file")
+    e.add_argument("--spec", help="feature spec name or path")
+    e.add_argument("--model-repository", help="default: the run's, else triton_model_repository")
+    e.add_argument("--train-data", help="with --data: fit baselines on this file")
+    e.add_argument("--out", help="output directory")
+    e.add_argument("--no-baselines", action="store_true")
+    e.set_defaults(func=cmd_evaluate)
+
+    s = sub.add_parser("score", help="score a JSONL file of events in-process")
+    s.add_argument("--events", required=True)
+    s.add_argument("--spec", default="security_events")
+    s.add_argument("--model-repository", default="triton_model_repository")
+    s.add_argument("--out", default="scores.jsonl")
+    s.add_argument("--rejects", help="default: <out>.rejects.jsonl")
+    s.add_argument("--batch-size", type=int, default=4096)
+    s.add_argument("--no-progress", action="store_true")
+    s.set_defaults(func=cmd_score)
+
+    g = sub.add_parser("generate", help="write labelled synthetic events (JSONL or Parquet)")
+    g.add_argument("--out", required=True)
+    g.add_argument("--events", type=int, default=100_000)
+    g.add_argument("--anomaly-rate", type=float, default=0.02)
+    g.add_argument("--sites", type=int, default=3)
+    g.add_argument("--heterogeneity", type=float, default=0.5)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--entity-relative", action="store_true")
+    g.set_defaults(func=cmd_generate)
+
+    sp = sub.add_parser("spec", help="show a feature spec's tensor layout and hash")
+    sp.add_argument("spec")
+    sp.set_defaults(func=cmd_spec)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except KeyboardInterrupt:
+        print("secureai: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if args.debug or os.environ.get("SECUREAI_DEBUG"):
+            raise
+        expected = isinstance(exc, _expected_errors())
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if expected:
+            print(f"secureai: error: {msg}", file=sys.stderr)
+            return EXIT_USAGE
+        print(
+            f"secureai: internal error: {type(exc).__name__}: {msg} (rerun with --debug)",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

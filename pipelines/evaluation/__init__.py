@@ -1,0 +1,26 @@
+"""Evaluation of anomaly scores: metrics, baseline detectors and the HTML report.
+
+Re-exported here so callers can write ``from pipelines.evaluation import compute_metrics``
+without knowing the module layout.
+"""
+
+from pipelines.evaluation.baselines import (
+    BaselineResult,
+    half_space_trees,
+    isolation_forest,
+    run_baselines,
+)
+from pipelines.evaluation.metrics import compute_metrics, curves, validate_inputs, validate_labels
+from pipelines.evaluation.report import write_report
+
+__all__ = [
+    "BaselineResult",
+    "compute_metrics",
+    "curves",
+    "half_space_trees",
+    "isolation_forest",
+    "run_baselines",
+    "validate_inputs",
+    "validate_labels",
+    "write_report",
+]

@@ -1,0 +1,73 @@
+"""Run directories: every run writes its resolved config, seeds, versions and metrics here."""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+_PACKAGES = (
+    "numpy",
+    "pandas",
+    "torch",
+    "onnx",
+    "onnxruntime",
+    "scikit-learn",
+    "pyarrow",
+    "flwr",
+    "opacus",
+    "tritonclient",
+    "confluent-kafka",
+)
+
+
+def new_run_dir(runs_dir: Path, name: str) -> Path:
+    """``runs/<name>-<UTC time>``; a suffix keeps two runs in one second apart."""
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    base = runs_dir / f"{name}-{stamp}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    path.mkdir(parents=True)
+    return path
+
+
+def environment() -> dict[str, Any]:
+    versions = {}
+    for pkg in _PACKAGES:
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            continue
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "packages": versions,
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def write_json(path: Path, doc: dict[str, Any]) -> Path:
+    path.write_text(json.dumps(_jsonable(doc), indent=2, sort_keys=False) + "\n")
+    return path

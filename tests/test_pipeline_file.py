@@ -1,0 +1,163 @@
+"""The in-process pipeline on files: bad input never crashes it and never disappears."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import orjson
+import pytest
+
+from morpheus_ext.records import score_record_schema
+from morpheus_ext.synthetic import SyntheticConfig, generate
+from pipelines.cli import main
+from pipelines.train import TrainResult
+
+BAD_LINES: list[tuple[bytes, str]] = [
+    (b'{"event_id": "bad-1", "event_type": "auth"', "invalid JSON"),
+    (b'["not", "an", "object"]', "expected a JSON object"),
+    (
+        b'{"event_id": "bad-3", "event_type": "netflow", "bytes_out": "huge", '
+        b'"timestamp": "2026-11-08T01:00:00Z"}',
+        "field 'bytes_out': expected a number",
+    ),
+    (
+        b'{"event_id": "bad-4", "timestamp": "2026-11-08T01:00:00Z"}',
+        "missing required field 'event_type'",
+    ),
+    (b'{"event_id": "bad-5", "event_type": "auth", "timestamp": "\xff\xfe"}', "invalid UTF-8"),
+    (b'{"event_id": "bad-6", "event_type": "auth", "timestamp": "soon"}', "cannot parse"),
+    (
+        b'{"event_id": "bad-7", "event_type": "auth", "timestamp": "2026-11-08T01:00:00Z", '
+        b'"country": ["US", "FR"]}',
+        "expected a scalar",
+    ),
+    (b"null", "expected a JSON object"),
+]
+
+
+@pytest.fixture()
+def mixed_file(tmp_path: Path) -> tuple[Path, int]:
+    good = generate(SyntheticConfig(n_events=3000, seed=5))
+    lines = [
+        orjson.dumps({k: v for k, v in r.items() if v == v and v is not None})
+        for r in good.to_dict(orient="records")
+    ]
+    for i, (bad, _) in enumerate(BAD_LINES):
+        lines.insert(100 + i * 300, bad)
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return path, len(good)
+
+
+def _read(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_bad_lines_go_to_rejects_and_every_good_line_is_scored(
+    tiny_run: TrainResult,
+    mixed_file: tuple[Path, int],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    events, n_good = mixed_file
+    out = tmp_path / "scores.jsonl"
+    code = main(
+        [
+            "score",
+            "--events",
+            str(events),
+            "--model-repository",
+            str(tiny_run.repository),
+            "--out",
+            str(out),
+            "--batch-size",
+            "512",
+            "--no-progress",
+        ]
+    )
+    assert code == 0
+    scores = _read(out)
+    rejects = _read(tmp_path / "scores.rejects.jsonl")
+    assert len(scores) == n_good and len(rejects) == len(BAD_LINES)
+    assert len(scores) + len(rejects) == n_good + len(BAD_LINES)
+    assert len({s["event_id"] for s in scores}) == n_good
+    for reject, (raw, reason) in zip(
+        sorted(rejects, key=lambda r: r["offset"]), BAD_LINES, strict=True
+    ):
+        assert reason in reject["reason"]
+        assert reject["source"] == str(events) and reject["offset"] >= 1
+        kept = reject.get("raw", "").encode() if "raw" in reject else None
+        assert kept == raw or "raw_b64" in reject
+    assert "scored" in capsys.readouterr().out
+
+
+def test_score_records_follow_the_schema(
+    tiny_run: TrainResult, mixed_file: tuple[Path, int], tmp_path: Path
+) -> None:
+    events, _ = mixed_file
+    out = tmp_path / "s.jsonl"
+    assert (
+        main(
+            [
+                "score",
+                "--events",
+                str(events),
+                "--model-repository",
+                str(tiny_run.repository),
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    schema = score_record_schema()
+    records = _read(out)
+    for record in records[:500]:
+        jsonschema.validate(record, schema)
+    top = records[0]["reasons"]
+    assert isinstance(top, list) and len(top) == 5 and all(r["field"] != "" for r in top)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["score", "--events", "nope.jsonl"], "events file not found: nope.jsonl"),
+        (["score", "--events", "README.md", "--spec", "nope"], "feature spec not found"),
+        (["train", "--config", "missing.yml"], "config file not found"),
+        (["evaluate"], "give --run-dir DIR, or --data PATH with --spec SPEC"),
+    ],
+)
+def test_cli_errors_are_one_line_without_traceback(argv: list[str], message: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", *argv], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in proc.stderr
+
+
+def test_wrong_model_repository_is_one_line(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipelines.cli",
+            "score",
+            "--events",
+            "README.md",
+            "--model-repository",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"secureai: error: no versions of dfp_encoder in {tmp_path}"
+    ]
