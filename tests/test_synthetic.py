@@ -412,8 +412,10 @@ def test_population_seed_keeps_the_organisation_across_event_seeds() -> None:
     week1 = generate(SyntheticConfig(n_events=20_000, seed=0))
     week2 = generate(SyntheticConfig(n_events=20_000, seed=1, population_seed=0))
     other = generate(SyntheticConfig(n_events=20_000, seed=1))
-    pairs = [set(zip(df["user"].dropna(), df["site"][df["user"].notna()], strict=True))
-             for df in (week1, week2, other)]
+    pairs = [
+        set(zip(df["user"].dropna(), df["site"][df["user"].notna()], strict=True))
+        for df in (week1, week2, other)
+    ]
     assert len(pairs[0] & pairs[1]) / len(pairs[1]) > 0.95
     assert len(pairs[0] & pairs[2]) / len(pairs[2]) < 0.95
     assert not week1["event_id"].equals(week2["event_id"]) or not week1["timestamp"].equals(
