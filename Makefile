@@ -6,13 +6,14 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
-.PHONY: setup triton demo test lint typecheck unit models bench clean
+# Serve the committed repository on a real (CPU) Triton: gRPC :8001, HTTP :8000, metrics :8002.
+.PHONY: setup triton triton-serve demo test lint typecheck unit models bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	# torch first, from the pinned CPU wheel, so nothing later resolves a CUDA build.
 	$(PIP) install -q "torch==2.13.0"
-	$(PIP) install -q -e ".[dev]"
+	$(PIP) install -q -e ".[dev,river]"
 	@if $(PIP) list 2>/dev/null | grep -qi '^nvidia-'; then echo "CUDA packages were pulled into $(VENV); check the pins" >&2; exit 1; fi
 	touch $(STAMP)
 
@@ -21,6 +22,10 @@ setup: $(STAMP)
 # A real Triton server (CPU) in its own virtualenv, like a separate container (scripts/triton/).
 triton:
 	scripts/triton/install.sh
+
+triton-serve: setup triton
+	$(PY) scripts/triton/serve.py --repository triton_model_repository \
+		--grpc-port 8001 --http-port 8000 --metrics-port 8002
 
 demo: setup
 	$(VENV)/bin/secureai demo --config configs/demo.yml

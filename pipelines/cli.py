@@ -19,12 +19,14 @@ class CLIError(Exception):
 
 def _expected_errors() -> tuple[type[BaseException], ...]:
     from morpheus_ext.feature_spec import SpecError
+    from morpheus_ext.inference.triton import TritonEngineError
     from morpheus_ext.io import DataError
     from morpheus_ext.model_repository import ModelRepositoryError
     from pipelines.config import ConfigError
 
     return (
         CLIError,
+        TritonEngineError,
         ConfigError,
         SpecError,
         DataError,
@@ -188,15 +190,25 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_score(args: argparse.Namespace) -> int:
     from morpheus_ext.feature_spec import load_spec
     from morpheus_ext.featurizer import Featurizer
-    from morpheus_ext.inference.inprocess import InProcessEngine
     from morpheus_ext.stages.input import jsonl_file_source
     from morpheus_ext.stages.output import JsonlSink
+    from pipelines.engines import InferenceConfig, build_engine
     from pipelines.runner import ScoringPipeline, run_batches
 
     spec = load_spec(args.spec)
     if not Path(args.events).is_file():
         raise CLIError(f"events file not found: {args.events}")
-    engine = InProcessEngine(args.model_repository, spec.spec_hash)
+    if args.triton:
+        config = InferenceConfig(
+            engine="triton",
+            url=args.triton,
+            protocol=args.protocol,
+            model=args.model,
+            connect_timeout_s=args.connect_timeout,
+        )
+    else:
+        config = InferenceConfig(repository=args.model_repository)
+    engine = build_engine(config, spec)
     pipeline = ScoringPipeline(Featurizer(spec), engine)
     out = Path(args.out)
     rejects_path = Path(args.rejects or out.with_name(out.stem + ".rejects.jsonl"))
@@ -274,10 +286,23 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--no-baselines", action="store_true")
     e.set_defaults(func=cmd_evaluate)
 
-    s = sub.add_parser("score", help="score a JSONL file of events in-process")
+    s = sub.add_parser("score", help="score a JSONL file of events (in-process or on Triton)")
     s.add_argument("--events", required=True)
     s.add_argument("--spec", default="security_events")
-    s.add_argument("--model-repository", default="triton_model_repository")
+    s.add_argument(
+        "--model-repository",
+        default="triton_model_repository",
+        help="in-process engine: the repository to load",
+    )
+    s.add_argument("--triton", metavar="URL", help="score on a Triton server (host:port)")
+    s.add_argument("--protocol", choices=["grpc", "http"], default="grpc")
+    s.add_argument("--model", default="dfp_ensemble")
+    s.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=10.0,
+        help="seconds to wait for the Triton server at start",
+    )
     s.add_argument("--out", default="scores.jsonl")
     s.add_argument("--rejects", help="default: <out>.rejects.jsonl")
     s.add_argument("--batch-size", type=int, default=4096)

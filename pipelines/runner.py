@@ -1,7 +1,10 @@
-"""The in-process pipeline: source -> decode -> featurize -> infer -> score records -> sinks.
+"""The pipeline loop: source -> decode -> featurize -> infer -> score records -> sinks.
 
-One batch at a time through :meth:`ScoringPipeline.process`, which the file/in-memory runner
-below, the Kafka runner and the Morpheus stages all call — the stage logic has one home.
+:class:`ScoringPipeline` holds the stage logic for one batch — :meth:`~ScoringPipeline.prepare`
+(decode + featurize, CPU) and :meth:`~ScoringPipeline.finish` (records) around the engine — and
+every runner (files, Kafka, the Morpheus stages) calls it, so the logic has one home.
+:func:`run_batches` keeps one batch in inference while it prepares the next: with Triton the
+featurizer and the server work at the same time.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +21,7 @@ from tqdm import tqdm
 
 from morpheus_ext.featurizer import FeaturizedBatch, Featurizer
 from morpheus_ext.inference.base import InferenceEngine
+from morpheus_ext.metrics import pipeline_metrics, reason_class
 from morpheus_ext.records import build_records
 from morpheus_ext.stages.input import RawBatch
 from morpheus_ext.stages.output import dead_letter_record
@@ -33,6 +38,21 @@ class BatchResult:
     dead_letters: list[dict[str, Any]]
     featurized: FeaturizedBatch | None
     outputs: dict[str, np.ndarray]
+    raw: RawBatch | None = None
+
+
+@dataclass
+class Prepared:
+    """A decoded and featurized batch waiting for (or in) inference."""
+
+    raw: RawBatch
+    featurized: FeaturizedBatch | None
+    dead_letters: list[dict[str, Any]]
+    started: float
+
+    @property
+    def has_rows(self) -> bool:
+        return self.featurized is not None and len(self.featurized) > 0
 
 
 @dataclass
@@ -47,6 +67,15 @@ class RunStats:
     @property
     def events_per_s(self) -> float:
         return self.events_in / self.seconds if self.seconds > 0 else 0.0
+
+    def add(self, result: BatchResult) -> None:
+        self.events_in += len(result.records) + len(result.dead_letters)
+        self.scored += len(result.records)
+        self.rejected += len(result.dead_letters)
+        self.anomalies += sum(1 for r in result.records if r["is_anomaly"])
+        for d in result.dead_letters:
+            key = reason_class(d["reason"])
+            self.rejects_by_reason[key] = self.rejects_by_reason.get(key, 0) + 1
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -72,26 +101,63 @@ class ScoringPipeline:
         self.featurizer = featurizer
         self.engine = engine
         self.max_event_bytes = max_event_bytes
+        self.metrics = pipeline_metrics()
 
-    def process(self, raw: RawBatch) -> BatchResult:
+    def prepare(self, raw: RawBatch) -> Prepared:
+        started = time.perf_counter()
         decoded = decode_batch(raw, self.max_event_bytes)
         dead = [
             dead_letter_record(raw.values[r.position], raw.origins[r.position], r.reason, "decode")
             for r in decoded.rejects
         ]
-        if len(decoded.frame) == 0:
-            return BatchResult([], dead, None, {})
-        featurized = self.featurizer.transform(decoded.frame)
-        for r in featurized.rejects:
-            pos = int(decoded.positions[r.position])
-            dead.append(
-                dead_letter_record(raw.values[pos], raw.origins[pos], r.reason, "featurize")
+        featurized = None
+        if len(decoded.frame):
+            featurized = self.featurizer.transform(decoded.frame)
+            for r in featurized.rejects:
+                pos = int(decoded.positions[r.position])
+                dead.append(
+                    dead_letter_record(raw.values[pos], raw.origins[pos], r.reason, "featurize")
+                )
+        self.metrics.batch_latency.labels("prepare").observe(time.perf_counter() - started)
+        return Prepared(raw, featurized, dead, started)
+
+    def submit(self, prepared: Prepared) -> Future[dict[str, np.ndarray]] | None:
+        if not prepared.has_rows:
+            return None
+        assert prepared.featurized is not None
+        return self.engine.submit(prepared.featurized.tensor)
+
+    def finish(self, prepared: Prepared, outputs: dict[str, np.ndarray] | None) -> BatchResult:
+        records: list[dict[str, Any]] = []
+        if prepared.has_rows and outputs is not None:
+            assert prepared.featurized is not None
+            start = time.perf_counter()
+            records = build_records(prepared.featurized, outputs, self.featurizer, self.engine.info)
+            self.metrics.batch_latency.labels("records").observe(time.perf_counter() - start)
+            self.metrics.model_version.labels(self.engine.info.name).set(
+                float(outputs["MODEL_VERSION"].reshape(-1)[-1])
             )
-        if len(featurized) == 0:
-            return BatchResult([], dead, featurized, {})
-        outputs = self.engine.infer(featurized.tensor)
-        records = build_records(featurized, outputs, self.featurizer, self.engine.info)
-        return BatchResult(records, dead, featurized, outputs)
+        result = BatchResult(
+            records, prepared.dead_letters, prepared.featurized, outputs or {}, prepared.raw
+        )
+        self._count(result)
+        self.metrics.batch_latency.labels("total").observe(time.perf_counter() - prepared.started)
+        return result
+
+    def process(self, raw: RawBatch) -> BatchResult:
+        prepared = self.prepare(raw)
+        future = self.submit(prepared)
+        return self.finish(prepared, None if future is None else future.result())
+
+    def _count(self, result: BatchResult) -> None:
+        m = self.metrics
+        m.events.labels("scored").inc(len(result.records))
+        m.events.labels("rejected").inc(len(result.dead_letters))
+        flagged = sum(1 for r in result.records if r["is_anomaly"])
+        if flagged:
+            m.anomalies.inc(flagged)
+        for d in result.dead_letters:
+            m.dead_letters.labels(d["stage"], reason_class(d["reason"])).inc()
 
 
 def run_batches(
@@ -103,7 +169,7 @@ def run_batches(
     total: int | None = None,
     progress: bool = True,
 ) -> RunStats:
-    """Drive a finite source to the end, with a progress bar showing live events/s."""
+    """Drive a finite source to the end, one batch in inference while the next is prepared."""
     stats = RunStats()
     start = time.perf_counter()
     with tqdm(
@@ -114,26 +180,31 @@ def run_batches(
         desc="scoring",
         dynamic_ncols=True,
     ) as bar:
-        for raw in source:
-            result = pipeline.process(raw)
+
+        def emit(prepared: Prepared, future: Future[dict[str, np.ndarray]] | None) -> None:
+            result = pipeline.finish(prepared, None if future is None else future.result())
             on_records(result.records)
             on_dead_letters(result.dead_letters)
             if on_result is not None:
                 on_result(result)
-            stats.events_in += len(raw)
-            stats.scored += len(result.records)
-            stats.rejected += len(result.dead_letters)
-            stats.anomalies += sum(1 for r in result.records if r["is_anomaly"])
-            for d in result.dead_letters:
-                key = d["reason"].split(":")[0]
-                stats.rejects_by_reason[key] = stats.rejects_by_reason.get(key, 0) + 1
-            bar.update(len(raw))
+            stats.add(result)
+            bar.update(len(prepared.raw))
             elapsed = time.perf_counter() - start
             bar.set_postfix(
                 ev_s=f"{stats.events_in / max(elapsed, 1e-9):,.0f}",
                 anomalies=stats.anomalies,
                 rejected=stats.rejected,
             )
+
+        pending: tuple[Prepared, Future[dict[str, np.ndarray]] | None] | None = None
+        for raw in source:
+            prepared = pipeline.prepare(raw)
+            future = pipeline.submit(prepared)
+            if pending is not None:
+                emit(*pending)
+            pending = (prepared, future)
+        if pending is not None:
+            emit(*pending)
     stats.seconds = time.perf_counter() - start
     log.info("scored %d events (%d rejected) in %.2fs", stats.scored, stats.rejected, stats.seconds)
     return stats

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -38,3 +41,38 @@ def small_config(
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> TrainResult:
     runs = tmp_path_factory.mktemp("runs")
     return train_centralized(small_config(runs), runs / "tiny")
+
+
+# --------------------------------------------------------------------------- Triton (real server)
+HARNESS_DIR = REPO_ROOT / "scripts" / "triton"
+if str(HARNESS_DIR) not in sys.path:
+    sys.path.insert(0, str(HARNESS_DIR))
+
+
+def triton_harness() -> Any:
+    """The harness module (scripts/triton/triton_harness.py), importable from the main venv."""
+    import triton_harness as th
+
+    return th
+
+
+@pytest.fixture(scope="session")
+def triton_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One real CPU Triton server for the suite, serving the committed model repository.
+
+    A missing Triton venv FAILS (``make test`` installs it first): a skipped serving test would
+    hide a broken set-up.
+    """
+    th = triton_harness()
+    try:
+        th.load_layout()
+    except th.TritonNotInstalled as exc:
+        pytest.fail(str(exc))
+    server = th.TritonServer(
+        REPO_ROOT / "triton_model_repository", tmp_path_factory.mktemp("triton")
+    )
+    server.start(timeout=120)
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -22,6 +23,10 @@ class InferenceEngine(Protocol):
 
     def infer(self, tensor: np.ndarray) -> dict[str, np.ndarray]:
         """EVENT_TENSOR [N, 256] -> the ensemble outputs (model_repository.ENSEMBLE_OUTPUTS)."""
+        ...
+
+    def submit(self, tensor: np.ndarray) -> Future[dict[str, np.ndarray]]:
+        """Start inference; engines that work asynchronously overlap it with the caller."""
         ...
 
     def close(self) -> None: ...
