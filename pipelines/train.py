@@ -8,6 +8,7 @@ and a Triton model repository holding the new version.
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -128,11 +129,12 @@ def train_centralized(
         calib.threshold,
         version,
     )
+    # No run id or time in the ONNX files: the same config gives byte-identical models
+    # (provenance lives in the version manifest).
     meta = {
         "feature_spec": f"{spec.name}:{spec.version}",
         "feature_spec_hash": spec.spec_hash,
         "model_version": str(version),
-        "run_id": run_dir.name,
     }
     export_dir = run_dir / "export"
     enc = export_encoder(normalizer, export_dir / "dfp_encoder.onnx", meta)
@@ -153,7 +155,8 @@ def train_centralized(
         "parent_version": None,
         "feature_spec": meta["feature_spec"],
         "feature_spec_hash": spec.spec_hash,
-        "model": config.model.model_dump(),
+        "architecture": config.model.model_dump(),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "calibration": {
             "target_fpr": calib.target_fpr,
             "threshold": calib.threshold,

@@ -161,3 +161,54 @@ def test_wrong_model_repository_is_one_line(tmp_path: Path) -> None:
     assert proc.stderr.strip().splitlines() == [
         f"secureai: error: no versions of dfp_encoder in {tmp_path}"
     ]
+
+
+def test_evaluate_on_a_labelled_file_and_on_a_run(
+    tiny_run: TrainResult, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from morpheus_ext.synthetic import write_events
+
+    data = write_events(generate(SyntheticConfig(n_events=4000, seed=8)), tmp_path / "t.parquet")
+    out = tmp_path / "eval"
+    assert (
+        main(
+            [
+                "evaluate",
+                "--data",
+                str(data),
+                "--spec",
+                "security_events",
+                "--model-repository",
+                str(tiny_run.repository),
+                "--out",
+                str(out),
+                "--no-baselines",
+            ]
+        )
+        == 0
+    )
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0.0 <= metrics["auroc"] <= 1.0 and set(metrics["tpr_at_fpr"]) == {"0.01", "0.001"}
+    assert set(metrics["per_kind_recall"]) <= {
+        "brute_force",
+        "impossible_travel",
+        "unusual_hour",
+        "new_device",
+        "exfiltration",
+        "port_scan",
+    }
+    for name in ("report.html", "roc.png", "pr.png", "score_hist.png"):
+        assert (out / name).stat().st_size > 0
+    assert main(["evaluate", "--run-dir", str(tiny_run.run_dir), "--data", str(data)]) == 0
+    text = capsys.readouterr().out
+    assert "baseline isolation_forest" in text and "AUROC" in text
+
+
+def test_a_training_run_records_what_reproduces_it(tiny_run: TrainResult) -> None:
+    run = json.loads((tiny_run.run_dir / "run.json").read_text())
+    assert run["seeds"] == {"global": 0, "train": 0}
+    assert {"torch", "onnxruntime", "numpy"} <= set(run["environment"]["packages"])
+    assert run["data"]["train"]["synthetic"]["n_events"] == 6000
+    assert run["feature_spec"]["hash"] == tiny_run.spec.spec_hash
+    assert run["metrics"]["onnx_parity_max_abs_diff"] <= 1e-5 and run["history"]
+    assert (tiny_run.run_dir / "config.yaml").read_text().startswith("name: tiny-mlp")

@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
+from morpheus_ext.model_repository import sha256_file
 from pipelines.cli import main
 from pipelines.config import CentralizedConfig, load_config
 
@@ -15,16 +17,17 @@ NSL = SHARED_DATA / "nsl-kdd"
 
 
 def _train(
-    config_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    config_path: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    extra: list[str] | None = None,
 ) -> dict[str, float]:
+    """Run `secureai train` on a config (runs written under tmp_path); parse its AUROC line."""
     config = load_config(config_path, CentralizedConfig)
     config.runs_dir = tmp_path
     patched = tmp_path / "config.yml"
-    import yaml
-
-    doc = config.model_dump(mode="json")
-    patched.write_text(yaml.safe_dump(doc))
-    assert main(["train", "--config", str(patched)]) == 0
+    patched.write_text(yaml.safe_dump(config.model_dump(mode="json")))
+    assert main(["train", "--config", str(patched), *(extra or [])]) == 0
     out = capsys.readouterr().out
     line = next(ln for ln in out.splitlines() if ln.startswith("AUROC"))
     parts = line.split()
@@ -43,8 +46,16 @@ def test_nsl_kdd_reaches_the_published_bar(
 
 
 @pytest.mark.slow
-def test_synthetic_default_reaches_auroc_095(
+def test_synthetic_default_reaches_auroc_095_and_reproduces_version_1(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    metrics = _train(REPO_ROOT / "configs" / "centralized.yml", tmp_path, capsys)
+    """`make models` (configs/centralized.yml) gives the committed ONNX files byte for byte."""
+    repo = tmp_path / "repo"
+    metrics = _train(
+        REPO_ROOT / "configs" / "centralized.yml", tmp_path, capsys, ["--publish", str(repo)]
+    )
     assert metrics["AUROC"] >= 0.95
+    committed = REPO_ROOT / "triton_model_repository"
+    for model in ("dfp_encoder", "dfp_autoencoder"):
+        rel = Path(model) / "1" / "model.onnx"
+        assert sha256_file(repo / rel) == sha256_file(committed / rel), rel
