@@ -18,6 +18,7 @@ class CLIError(Exception):
 
 
 def _expected_errors() -> tuple[type[BaseException], ...]:
+    from federated.publish import PublishRefused
     from morpheus_ext.feature_spec import SpecError
     from morpheus_ext.inference.triton import TritonEngineError
     from morpheus_ext.io import DataError
@@ -27,6 +28,7 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     return (
         CLIError,
         TritonEngineError,
+        PublishRefused,
         ConfigError,
         SpecError,
         DataError,
@@ -318,6 +320,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--entity-relative", action="store_true")
     g.set_defaults(func=cmd_generate)
+
+    from pipelines import cli_model
+
+    cli_model.register(sub)
 
     sp = sub.add_parser("spec", help="show a feature spec's tensor layout and hash")
     sp.add_argument("spec")

@@ -8,8 +8,8 @@ and a Triton model repository holding the new version.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 
 from federated.calibration import Calibration, calibrate
+from federated.checkpoint import CHECKPOINT_DIR, save_checkpoint
 from federated.export import export_encoder, export_scored_autoencoder
 from federated.models import ScoredAutoencoder, build_autoencoder
 from federated.training import EpochRecord, fit_autoencoder, seed_everything
@@ -166,6 +167,15 @@ def train_centralized(
         "dp": None,
     }
     repository = write_repository(run_dir / MODEL_REPOSITORY, spec, enc, ae, version, manifest)
+    save_checkpoint(
+        run_dir / CHECKPOINT_DIR,
+        model,
+        config.model,
+        normalizer,
+        config.data.spec,
+        spec.spec_hash,
+        {"run_id": run_dir.name, "kind": "centralized"},
+    )
     sample = tensor[fit_rows[va][:2048]]
     metrics["onnx_parity_max_abs_diff"] = onnx_parity(repository, spec, scored, normalizer, sample)
 

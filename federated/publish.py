@@ -1,0 +1,508 @@
+"""Publishing a trained autoencoder as the next ``dfp_autoencoder`` version, safely.
+
+The loop a site's sidecar runs after federated rounds (or a model engineer runs by hand):
+
+1. **export** the checkpoint's autoencoder with a scoring head calibrated on the site's own
+   normal validation data (it never leaves the site) and the new version number baked in;
+2. **validate**: ONNX checker, ONNX Runtime vs torch parity, input/output names and shapes
+   against the served config, feature-spec hash and normalizer equal to what is served;
+3. **gate**: compare with the served version on the site's labelled holdout (AUROC) or, with
+   normal-only data, on false-positive rate at each version's own threshold; a regression
+   beyond ``tolerance`` is refused with both numbers and nothing in the repository changes;
+4. **publish atomically**: everything is written into a hidden staging folder and renamed to
+   ``dfp_autoencoder/<n+1>`` in one step (Triton ignores hidden folders, so a publisher killed
+   midway leaves nothing servable behind); a manifest records sha256 of every file, parent
+   version, provenance (FL run id, rounds, epsilon), metrics and creation time;
+5. **serve and confirm**: ask Triton to load it (explicit mode) or let it poll, then confirm
+   with a probe request that ``MODEL_VERSION`` answers ``n+1``; keep the last K versions,
+   never deleting the served one.
+
+Rollback pins an earlier version (``version_policy: specific``) the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pandas as pd
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from sklearn.metrics import roc_auc_score
+
+from federated.calibration import calibrate
+from federated.checkpoint import Checkpoint, normalizer_from_encoder
+from federated.export import export_scored_autoencoder
+from federated.models import ScoredAutoencoder
+from federated.triton_repo import write_manifest
+from morpheus_ext.feature_spec import FeatureSpec
+from morpheus_ext.featurizer import Featurizer
+from morpheus_ext.model_repository import (
+    AE_OUTPUTS,
+    AUTOENCODER,
+    ENCODER,
+    ENSEMBLE,
+    INPUT,
+    MANIFEST,
+    NORMALIZED,
+    ModelRepository,
+    sha256_file,
+)
+
+log = logging.getLogger(__name__)
+PAUSE_ENV = "SECUREAI_PUBLISH_PAUSE_AT"
+"""Test hook: a stage name at which the publisher stops and waits (to be killed by the test)."""
+_LATEST_POLICY = "version_policy: { latest: { num_versions: 1 } }"
+
+
+class PublishRefused(RuntimeError):
+    """The candidate failed validation or the promotion gate (message has the numbers)."""
+
+
+class PublishConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    gate: Literal["auto", "holdout", "normal_fpr"] = "auto"
+    """``auto``: holdout AUROC when the holdout has both labels, else false-positive rate."""
+    tolerance: float = Field(default=0.01, ge=0)
+    target_fpr: float = Field(default=0.01, gt=0, lt=0.5)
+    keep_last: int = Field(default=5, ge=1)
+    parity_atol: float = Field(default=1e-5, gt=0)
+
+
+@dataclass
+class PublishResult:
+    version: int
+    path: Path
+    manifest: dict[str, Any]
+    gate: dict[str, Any]
+
+
+# --------------------------------------------------------------------------- repository state
+def served_version(repository: Path) -> int:
+    """The version Triton serves: the pinned one after a rollback, else the latest."""
+    config = (repository / AUTOENCODER / "config.pbtxt").read_text()
+    pinned = _pinned(config)
+    return pinned if pinned is not None else ModelRepository(repository).latest(AUTOENCODER)
+
+
+def _pinned(config: str) -> int | None:
+    marker = "specific: { versions: ["
+    if marker not in config:
+        return None
+    return int(config.split(marker, 1)[1].split("]", 1)[0])
+
+
+def _write_policy(repository: Path, version: int | None) -> None:
+    """Pin ``version`` (rollback) or go back to "latest"; atomic rewrite of config.pbtxt."""
+    path = repository / AUTOENCODER / "config.pbtxt"
+    lines = [ln for ln in path.read_text().splitlines() if not ln.startswith("version_policy")]
+    policy = (
+        _LATEST_POLICY
+        if version is None
+        else (f"version_policy: {{ specific: {{ versions: [{version}] }} }}")
+    )
+    lines.insert(2, policy)
+    tmp = path.with_name(".config.pbtxt.tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def _lock(repository: Path) -> Iterator[None]:
+    """One publisher at a time per repository."""
+    with (repository / ".publish.lock").open("w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _pause_point(stage: str) -> None:
+    if os.environ.get(PAUSE_ENV) == stage:
+        print(f"publish paused at {stage}", flush=True)
+        while True:  # the test kills us here
+            time.sleep(1)
+
+
+# --------------------------------------------------------------------------- Triton control
+class TritonControl:
+    """Make Triton serve what the repository says, and confirm it with a probe request.
+
+    ``mode="explicit"``: call ``load_model`` (Triton re-reads the model folder); ``"poll"``:
+    Triton notices by itself. ``sync`` runs first (the CPU harness re-derives its variant).
+    """
+
+    def __init__(
+        self,
+        http_url: str,
+        mode: Literal["explicit", "poll"] = "explicit",
+        sync: Callable[[], object] | None = None,
+        timeout_s: float = 60.0,
+    ) -> None:
+        import tritonclient.http as httpclient
+
+        self.client = httpclient.InferenceServerClient(url=http_url.removeprefix("http://"))
+        self.mode = mode
+        self.sync = sync
+        self.timeout_s = timeout_s
+        self._lib = httpclient
+
+    def apply(self) -> None:
+        if self.sync is not None:
+            self.sync()
+        if self.mode == "explicit":
+            self.client.load_model(AUTOENCODER)
+
+    def probe_version(self) -> int:
+        """``MODEL_VERSION`` of one probe request (all outputs requested: Triton 2.51 reports a
+        spurious ensemble deadlock when a request asks for a subset)."""
+        inp = self._lib.InferInput(INPUT, [1, 256], "FP32")
+        inp.set_data_from_numpy(np.zeros((1, 256), np.float32))
+        out = self.client.infer(ENSEMBLE, [inp])
+        return int(out.as_numpy("MODEL_VERSION").reshape(-1)[0])
+
+    def confirm(self, version: int) -> float:
+        """Seconds until the ensemble answers with ``version`` (raises on timeout)."""
+        start = time.monotonic()
+        seen = None
+        while time.monotonic() - start < self.timeout_s:
+            with contextlib.suppress(Exception):
+                seen = self.probe_version()
+                if seen == version:
+                    return time.monotonic() - start
+            time.sleep(0.2)
+        raise RuntimeError(
+            f"Triton still serves version {seen} after {self.timeout_s:.0f}s, expected {version}"
+        )
+
+
+# --------------------------------------------------------------------------- candidate
+def _normal_tensor(
+    featurizer: Featurizer, frame: pd.DataFrame
+) -> tuple[np.ndarray, np.ndarray | None]:
+    batch = featurizer.transform(frame)
+    labels = featurizer.labels(batch.frame)
+    return np.asarray(batch.tensor), labels
+
+
+def _scores(session: ort.InferenceSession, normalized: np.ndarray) -> tuple[np.ndarray, float]:
+    score, _, threshold, _ = session.run(None, {NORMALIZED: normalized})
+    return np.asarray(score).reshape(-1), float(np.asarray(threshold).reshape(-1)[0])
+
+
+def _validate(
+    path: Path,
+    module: ScoredAutoencoder,
+    spec: FeatureSpec,
+    repository: Path,
+    normalized: np.ndarray,
+    parity_atol: float,
+) -> ort.InferenceSession:
+    try:
+        onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+    except Exception as exc:
+        raise PublishRefused(f"ONNX checker failed: {str(exc).splitlines()[0]}") from exc
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    inputs = [(i.name, i.shape[1:]) for i in session.get_inputs()]
+    if inputs != [(NORMALIZED, [spec.tensor_width])]:
+        raise PublishRefused(
+            f"candidate inputs {inputs}, the served model takes "
+            f"[('{NORMALIZED}', [{spec.tensor_width}])]"
+        )
+    outputs = {o.name: o.shape[1:] for o in session.get_outputs()}
+    n_fields = len(spec.layout.fields)
+    want = {"ANOMALY_SCORE": [1], "FIELD_Z": [n_fields], "THRESHOLD": [1], "MODEL_VERSION": [1]}
+    if list(outputs) != list(AE_OUTPUTS) or outputs != want:
+        raise PublishRefused(f"candidate outputs {outputs}, the served config expects {want}")
+    served = ModelRepository(repository).config_parameters(AUTOENCODER).get("feature_spec_hash")
+    meta = session.get_modelmeta().custom_metadata_map.get("feature_spec_hash")
+    if not (served == meta == spec.spec_hash):
+        raise PublishRefused(
+            f"feature spec hash mismatch: candidate {meta!r}, served {served!r}, "
+            f"serving spec {spec.spec_hash!r}"
+        )
+    sample = normalized[:1024]
+    with torch.no_grad():
+        ref = module(torch.from_numpy(sample))[0].numpy().reshape(-1)
+    got, _ = _scores(session, sample)
+    diff = float(np.abs(got - ref).max()) if len(sample) else 0.0
+    if diff > parity_atol:
+        raise PublishRefused(f"ONNX vs torch parity {diff:.2e} exceeds {parity_atol:.0e}")
+    return session
+
+
+def _gate(
+    config: PublishConfig,
+    candidate: ort.InferenceSession,
+    served_path: Path | None,
+    normalized: np.ndarray,
+    labels: np.ndarray | None,
+) -> dict[str, Any]:
+    if served_path is None:
+        return {"gate": "none", "reason": "first version"}
+    served = ort.InferenceSession(str(served_path), providers=["CPUExecutionProvider"])
+    cand_scores, cand_thr = _scores(candidate, normalized)
+    served_scores, served_thr = _scores(served, normalized)
+    both_labels = labels is not None and 0 < int(labels.sum()) < len(labels)
+    gate = config.gate if config.gate != "auto" else ("holdout" if both_labels else "normal_fpr")
+    if gate == "holdout":
+        if not both_labels:
+            raise PublishRefused("holdout gate needs labelled data with both classes")
+        assert labels is not None
+        cand, cur = (
+            float(roc_auc_score(labels, cand_scores)),
+            float(roc_auc_score(labels, served_scores)),
+        )
+        numbers = {
+            "gate": "holdout_auroc",
+            "candidate": cand,
+            "served": cur,
+            "tolerance": config.tolerance,
+        }
+        if cand < cur - config.tolerance:
+            raise PublishRefused(
+                f"candidate AUROC {cand:.4f} is worse than served {cur:.4f} "
+                f"by more than {config.tolerance}"
+            )
+        return numbers
+    normal = np.ones(len(normalized), bool) if labels is None else labels == 0
+    cand = float(np.mean(cand_scores[normal] > cand_thr))
+    cur = float(np.mean(served_scores[normal] > served_thr))
+    numbers = {
+        "gate": "normal_fpr",
+        "candidate": cand,
+        "served": cur,
+        "tolerance": config.tolerance,
+    }
+    if cand > cur + config.tolerance:
+        raise PublishRefused(
+            f"candidate false-positive rate {cand:.4f} exceeds served {cur:.4f} "
+            f"by more than {config.tolerance}"
+        )
+    return numbers
+
+
+def publish(
+    checkpoint: Checkpoint,
+    repository: Path,
+    spec: FeatureSpec,
+    validation: pd.DataFrame,
+    holdout: pd.DataFrame | None = None,
+    config: PublishConfig | None = None,
+    provenance: dict[str, Any] | None = None,
+    triton: TritonControl | None = None,
+) -> PublishResult:
+    """Export, validate, gate and atomically publish ``checkpoint`` as the next version."""
+    config = config or PublishConfig()
+    repo = ModelRepository(repository)
+    if checkpoint.spec_hash != spec.spec_hash:
+        raise PublishRefused(
+            f"feature spec hash mismatch: checkpoint {checkpoint.spec_hash!r}, "
+            f"serving spec {spec.spec_hash!r}"
+        )
+    served_norm = normalizer_from_encoder(repo.version_dir(ENCODER) / "model.onnx")
+    if not (
+        np.allclose(served_norm.center, checkpoint.normalizer.center)
+        and np.allclose(served_norm.scale, checkpoint.normalizer.scale)
+    ):
+        raise PublishRefused(
+            "the candidate was trained with another normalizer than the served "
+            "dfp_encoder; train against the served encoder"
+        )
+    featurizer = Featurizer(spec)
+    raw_val, val_labels = _normal_tensor(featurizer, validation)
+    normal_val = raw_val if val_labels is None else raw_val[val_labels == 0]
+    x_val = checkpoint.normalizer.transform(normal_val)
+    model = checkpoint.build(spec.tensor_width)
+    calib = calibrate(model, x_val, spec.layout, config.target_fpr)
+
+    with _lock(repository):
+        for stale in (repository / AUTOENCODER).glob(".staging-*"):
+            shutil.rmtree(stale, ignore_errors=True)  # a publisher killed midway (we hold the lock)
+        problems = verify(repository)
+        if problems:
+            raise PublishRefused(
+                f"repository fails verification: {problems[0]} "
+                f"({len(problems)} problem(s); `secureai model verify`)"
+            )
+        current = repo.versions(AUTOENCODER)
+        version = (current[-1] + 1) if current else 1
+        parent = served_version(repository) if current else None
+        module = ScoredAutoencoder(
+            model,
+            spec.layout.field_index(),
+            len(spec.layout.fields),
+            calib.field_mean,
+            calib.field_std,
+            calib.threshold,
+            version,
+        )
+        staging = repository / AUTOENCODER / f".staging-{version}-{os.getpid()}"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+        try:
+            onnx_path = export_scored_autoencoder(
+                module,
+                spec.tensor_width,
+                staging / "model.onnx",
+                {
+                    "feature_spec": f"{spec.name}:{spec.version}",
+                    "feature_spec_hash": spec.spec_hash,
+                    "model_version": str(version),
+                },
+            )
+            _pause_point("exported")
+            session = _validate(onnx_path, module, spec, repository, x_val, config.parity_atol)
+            raw_hold, hold_labels = (
+                (raw_val, val_labels) if holdout is None else _normal_tensor(featurizer, holdout)
+            )
+            served_path = (
+                None if parent is None else repo.version_dir(AUTOENCODER, parent) / ("model.onnx")
+            )
+            gate = _gate(
+                config, session, served_path, checkpoint.normalizer.transform(raw_hold), hold_labels
+            )
+            manifest = {
+                **(provenance or checkpoint.provenance),
+                "parent_version": parent,
+                "feature_spec": f"{spec.name}:{spec.version}",
+                "feature_spec_hash": spec.spec_hash,
+                "architecture": checkpoint.model_config.model_dump(),
+                "calibration": {
+                    "target_fpr": calib.target_fpr,
+                    "threshold": calib.threshold,
+                    "n_samples": calib.n_samples,
+                },
+                "gate": gate,
+                "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "model": AUTOENCODER,
+                "version": version,
+            }
+            write_manifest(staging, manifest)
+            _pause_point("manifest")
+            for f in staging.iterdir():
+                with f.open("rb") as fh:
+                    os.fsync(fh.fileno())
+            final = repository / AUTOENCODER / str(version)
+            os.rename(staging, final)  # the atomic step: Triton sees all of it or nothing
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        if _pinned((repository / AUTOENCODER / "config.pbtxt").read_text()) is not None:
+            _write_policy(repository, None)
+        _pause_point("renamed")
+        manifest = json.loads((final / MANIFEST).read_text())
+        if triton is not None:
+            triton.apply()
+            manifest_seconds = triton.confirm(version)
+            log.info("Triton serves %s version %d (%.1fs)", AUTOENCODER, version, manifest_seconds)
+        prune(repository, config.keep_last)
+    return PublishResult(version, final, manifest, gate)
+
+
+def rollback(
+    repository: Path, version: int | None = None, triton: TritonControl | None = None
+) -> int:
+    """Serve ``version`` (default: the one before the served one) by pinning it."""
+    repo = ModelRepository(repository)
+    versions = repo.versions(AUTOENCODER)
+    current = served_version(repository)
+    if version is None:
+        older = [v for v in versions if v < current]
+        if not older:
+            raise PublishRefused(f"no version older than the served {current} to roll back to")
+        version = older[-1]
+    if version not in versions:
+        raise PublishRefused(f"{AUTOENCODER} has no version {version} (have {versions})")
+    with _lock(repository):
+        _write_policy(repository, version)
+    if triton is not None:
+        triton.apply()
+        triton.confirm(version)
+    return version
+
+
+def prune(repository: Path, keep_last: int) -> list[int]:
+    """Delete all but the newest ``keep_last`` versions, never the served one."""
+    versions = ModelRepository(repository).versions(AUTOENCODER)
+    served = served_version(repository)
+    doomed = [v for v in versions[:-keep_last] if v != served]
+    for v in doomed:
+        shutil.rmtree(repository / AUTOENCODER / str(v))
+    return doomed
+
+
+def verify(repository: Path) -> list[str]:
+    """Every version's files against its manifest, plus embedded version and spec hash."""
+    problems: list[str] = []
+    repo = ModelRepository(repository)
+    spec_hash = repo.config_parameters(AUTOENCODER).get("feature_spec_hash")
+    for model in (ENCODER, AUTOENCODER):
+        for v in repo.versions(model):
+            vdir = repository / model / str(v)
+            manifest = repo.manifest(model, v)
+            if not manifest:
+                problems.append(f"{model}/{v}: no manifest")
+                continue
+            for name, digest in manifest.get("files", {}).items():
+                path = vdir / name
+                if not path.is_file():
+                    problems.append(f"{model}/{v}/{name}: missing")
+                elif sha256_file(path) != digest:
+                    problems.append(f"{model}/{v}/{name}: sha256 differs from the manifest")
+            onnx_path = vdir / "model.onnx"
+            if onnx_path.is_file():
+                meta = {p.key: p.value for p in onnx.load(str(onnx_path)).metadata_props}
+                if meta.get("feature_spec_hash") != spec_hash:
+                    problems.append(
+                        f"{model}/{v}: feature spec hash {meta.get('feature_spec_hash')}"
+                        f" != served {spec_hash}"
+                    )
+                if model == AUTOENCODER and meta.get("model_version") != str(v):
+                    problems.append(f"{model}/{v}: embedded version {meta.get('model_version')}")
+    return problems
+
+
+def list_versions(repository: Path) -> list[dict[str, Any]]:
+    repo = ModelRepository(repository)
+    served = served_version(repository)
+    rows = []
+    for v in repo.versions(AUTOENCODER):
+        m = repo.manifest(AUTOENCODER, v)
+        rows.append(
+            {
+                "version": v,
+                "served": v == served,
+                "created_at": m.get("created_at"),
+                "parent": m.get("parent_version"),
+                "run_id": m.get("run_id"),
+                "rounds": m.get("rounds"),
+                "epsilon": _epsilon(m),
+                "threshold": m.get("calibration", {}).get("threshold"),
+                "gate": m.get("gate"),
+            }
+        )
+    return rows
+
+
+def _epsilon(manifest: dict[str, Any]) -> float | None:
+    dp = manifest.get("dp") or {}
+    eps = dp.get("epsilon_spent") if isinstance(dp, dict) else None
+    if isinstance(eps, dict):
+        return max(eps.values()) if eps else None
+    return eps if isinstance(eps, int | float) else None
