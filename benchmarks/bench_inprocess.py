@@ -11,10 +11,7 @@ section with machine info and the exact command.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -22,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
+from report import git_commit, machine_info, update_section
 
 from morpheus_ext.feature_spec import load_spec
 from morpheus_ext.featurizer import Featurizer
@@ -33,23 +30,7 @@ from morpheus_ext.stages.preprocess import decode_batch
 from morpheus_ext.synthetic import SyntheticConfig, generate
 
 ROOT = Path(__file__).resolve().parent.parent
-MARK_BEGIN = "<!-- bench_inprocess:begin -->"
-MARK_END = "<!-- bench_inprocess:end -->"
-
-
-def machine_info() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (
-        f"{cpu}, {os.cpu_count()} logical cores, Python {platform.python_version()}, "
-        f"onnxruntime {ort.__version__}, {platform.system()} {platform.release()}"
-    )
+SECTION = "bench_inprocess"
 
 
 def median_rate(fn: Callable[[], int], repeats: int) -> float:
@@ -110,18 +91,11 @@ def main() -> int:
         )
 
     command = "python benchmarks/bench_inprocess.py " + " ".join(sys.argv[1:])
-    git = (
-        subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
-        ).stdout.strip()
-        or "uncommitted"
-    )
     lines = [
-        MARK_BEGIN,
         "## In-process featurizer + inference (spine)",
         "",
         f"- Machine: {machine_info()}",
-        f"- Command: `{command}` (commit {git}, {datetime.now(UTC):%Y-%m-%d})",
+        f"- Command: `{command}` (commit {git_commit()}, {datetime.now(UTC):%Y-%m-%d})",
         f"- Data: {args.events} synthetic events ({args.spec} spec, MLP autoencoder of the "
         f"committed repository); median of {args.repeats} runs after a warm-up; events/s.",
         "",
@@ -129,18 +103,9 @@ def main() -> int:
         "| raw JSON -> score records |",
         "|---:|---:|---:|---:|---:|",
         *[f"| {r[0]} | {r[1]:,.0f} | {r[2]:,.0f} | {r[3]:,.0f} | {r[4]:,.0f} |" for r in rows],
-        MARK_END,
     ]
     if args.out:
-        out = Path(args.out)
-        text = out.read_text() if out.exists() else "# Benchmarks\n\n"
-        section = "\n".join(lines)
-        if MARK_BEGIN in text:
-            head, rest = text.split(MARK_BEGIN, 1)
-            text = head + section + rest.split(MARK_END, 1)[1]
-        else:
-            text = text.rstrip() + "\n\n" + section + "\n"
-        out.write_text(text)
+        update_section(Path(args.out), SECTION, lines)
     return 0
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,7 +26,7 @@ sys.path.insert(0, str(ROOT / "scripts" / "triton"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import triton_harness  # noqa: E402
-from bench_inprocess import machine_info  # noqa: E402
+from report import git_commit, machine_info, update_section  # noqa: E402
 
 from morpheus_ext.feature_spec import load_spec  # noqa: E402
 from morpheus_ext.featurizer import Featurizer  # noqa: E402
@@ -36,8 +35,7 @@ from morpheus_ext.inference.inprocess import InProcessEngine  # noqa: E402
 from morpheus_ext.inference.triton import TritonEngine  # noqa: E402
 from morpheus_ext.synthetic import SyntheticConfig, generate  # noqa: E402
 
-MARK_BEGIN = "<!-- bench_triton:begin -->"
-MARK_END = "<!-- bench_triton:end -->"
+SECTION = "bench_triton"
 
 
 def latency(engine: InferenceEngine, batch: np.ndarray, n: int) -> tuple[float, float]:
@@ -110,35 +108,22 @@ def main() -> int:
         for engine in engines.values():
             engine.close()
 
-    git = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
-    ).stdout.strip()
     lines = [
-        MARK_BEGIN,
         "## In-process vs Triton (dfp_ensemble)",
         "",
         f"- Machine: {machine_info()}; Triton 2.51 CPU (python-backend ONNX runner, "
         "scripts/triton), client and server on the same 2 cores.",
         f"- Command: `python benchmarks/bench_triton.py {' '.join(sys.argv[1:])}` "
-        f"(commit {git}, {datetime.now(UTC):%Y-%m-%d}).",
+        f"(commit {git_commit()}, {datetime.now(UTC):%Y-%m-%d}).",
         f"- rows/s: median of {args.repeats} runs of {args.rows} rows with {args.in_flight} "
         f"requests in flight; latency: {args.requests} sequential requests.",
         "",
         "| batch | engine | rows/s | p50 ms | p99 ms |",
         "|---:|---|---:|---:|---:|",
         *[f"| {b} | {n} | {r:,.0f} | {p50:.2f} | {p99:.2f} |" for b, n, r, p50, p99 in rows],
-        MARK_END,
     ]
     if args.out:
-        out = Path(args.out)
-        text = out.read_text() if out.exists() else "# Benchmarks\n"
-        section = "\n".join(lines)
-        if MARK_BEGIN in text:
-            head, rest = text.split(MARK_BEGIN, 1)
-            text = head + section + rest.split(MARK_END, 1)[1]
-        else:
-            text = text.rstrip() + "\n\n" + section + "\n"
-        out.write_text(text)
+        update_section(Path(args.out), SECTION, lines)
     return 0
 
 

@@ -7,12 +7,17 @@ their modules here (:func:`build_autoencoder`), so a version trained anywhere se
 from __future__ import annotations
 
 from itertools import pairwise
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
+
+from morpheus_ext.feature_spec import TensorLayout
+
+if TYPE_CHECKING:
+    from federated.calibration import Calibration
 
 ModelKind = Literal["mlp", "cnn"]
 
@@ -134,6 +139,13 @@ class ScoredAutoencoder(nn.Module):
         self.register_buffer("field_std", torch.as_tensor(field_std, dtype=torch.float32))
         self.register_buffer("threshold", torch.tensor([threshold], dtype=torch.float32))
         self.register_buffer("version", torch.tensor([version], dtype=torch.int64))
+
+    @classmethod
+    def calibrated(cls, autoencoder: nn.Module, layout: TensorLayout, calibration: Calibration,
+                   version: int) -> ScoredAutoencoder:
+        """The served graph for ``layout``, with ``calibration``'s constants and ``version``."""
+        return cls(autoencoder, layout.field_index(), len(layout.fields), calibration.field_mean,
+                   calibration.field_std, calibration.threshold, version)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         err = (x - self.autoencoder(x)) ** 2

@@ -343,15 +343,7 @@ def publish(
         current = repo.versions(AUTOENCODER)
         version = (current[-1] + 1) if current else 1
         parent = served_version(repository) if current else None
-        module = ScoredAutoencoder(
-            model,
-            spec.layout.field_index(),
-            len(spec.layout.fields),
-            calib.field_mean,
-            calib.field_std,
-            calib.threshold,
-            version,
-        )
+        module = ScoredAutoencoder.calibrated(model, spec.layout, calib, version)
         staging = repository / AUTOENCODER / f".staging-{version}-{os.getpid()}"
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir()

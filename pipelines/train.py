@@ -121,15 +121,7 @@ def train_centralized(
     history = fit_autoencoder(model, x_train, x_val, config.train)
     calib = calibrate(model, x_val, spec.layout, config.calibration.target_fpr)
 
-    scored = ScoredAutoencoder(
-        model,
-        spec.layout.field_index(),
-        len(spec.layout.fields),
-        calib.field_mean,
-        calib.field_std,
-        calib.threshold,
-        version,
-    )
+    scored = ScoredAutoencoder.calibrated(model, spec.layout, calib, version)
     # No run id or time in the ONNX files: the same config gives byte-identical models
     # (provenance lives in the version manifest).
     meta = {
