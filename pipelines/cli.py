@@ -18,24 +18,24 @@ class CLIError(Exception):
 
 
 def _expected_errors() -> tuple[type[BaseException], ...]:
-    from federated.publish import PublishRefused
-    from morpheus_ext.feature_spec import SpecError
-    from morpheus_ext.inference.triton import TritonEngineError
-    from morpheus_ext.io import DataError
-    from morpheus_ext.model_repository import ModelRepositoryError
-    from pipelines.config import ConfigError
+    """Error classes printed as one line. Imported one by one: the lean serving image has no
+    training stack (torch), and a missing module must not turn an error line into a traceback."""
+    import importlib
 
-    return (
-        CLIError,
-        TritonEngineError,
-        PublishRefused,
-        ConfigError,
-        SpecError,
-        DataError,
-        ModelRepositoryError,
-        FileNotFoundError,
-        PermissionError,
-    )
+    errors: list[type[BaseException]] = [CLIError, FileNotFoundError, PermissionError]
+    for module, name in (
+        ("morpheus_ext.inference.triton", "TritonEngineError"),
+        ("federated.publish", "PublishRefused"),
+        ("pipelines.config_io", "ConfigError"),
+        ("morpheus_ext.feature_spec", "SpecError"),
+        ("morpheus_ext.io", "DataError"),
+        ("morpheus_ext.model_repository", "ModelRepositoryError"),
+    ):
+        try:
+            errors.append(getattr(importlib.import_module(module), name))
+        except ImportError:
+            continue
+    return tuple(errors)
 
 
 # --------------------------------------------------------------------------- commands
@@ -321,9 +321,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--entity-relative", action="store_true")
     g.set_defaults(func=cmd_generate)
 
-    from pipelines import cli_model
+    from pipelines import cli_fl, cli_kafka, cli_model, cli_serve
 
+    cli_kafka.register(sub)
+    cli_fl.register(sub)
     cli_model.register(sub)
+    cli_serve.register(sub)
 
     sp = sub.add_parser("spec", help="show a feature spec's tensor layout and hash")
     sp.add_argument("spec")

@@ -7,18 +7,16 @@ reproducible from that one file.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from federated.models import ModelConfig
 from federated.training import TrainConfig
 from morpheus_ext.synthetic import SyntheticConfig
+from pipelines.config_io import ConfigError, dump_config, load_config
 
-
-class ConfigError(ValueError):
-    """A config that cannot be loaded (message is one user-facing line)."""
+__all__ = ["ConfigError", "dump_config", "load_config"]  # + the config models below
 
 
 class _Strict(BaseModel):
@@ -77,27 +75,3 @@ class DemoConfig(_Strict):
     use_committed_models: bool = False
     committed_repository: Path = Path("triton_model_repository")
     batch_size: int = Field(default=4096, ge=1)
-
-
-C = TypeVar("C", bound=BaseModel)
-
-
-def load_config(path: str | Path, model: type[C]) -> C:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    try:
-        doc = yaml.safe_load(path.read_text()) or {}
-        config = model.model_validate(doc)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        raise ConfigError(f"{path}: {where}: {err['msg']}") from exc
-    return config
-
-
-def dump_config(config: BaseModel, path: Path) -> Path:
-    path.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
-    return path

@@ -20,6 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from morpheus_ext.featurizer import FeaturizedBatch, Featurizer
+from morpheus_ext.fingerprint import EntityBaselines
 from morpheus_ext.inference.base import InferenceEngine
 from morpheus_ext.metrics import pipeline_metrics, reason_class
 from morpheus_ext.records import build_records
@@ -97,10 +98,13 @@ class ScoringPipeline:
         featurizer: Featurizer,
         engine: InferenceEngine,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        baselines: EntityBaselines | None = None,
     ) -> None:
         self.featurizer = featurizer
         self.engine = engine
         self.max_event_bytes = max_event_bytes
+        self.baselines = baselines
+        """Per-entity baselines: score each batch against them, then learn it (fingerprinting)."""
         self.metrics = pipeline_metrics()
 
     def prepare(self, raw: RawBatch) -> Prepared:
@@ -132,7 +136,18 @@ class ScoringPipeline:
         if prepared.has_rows and outputs is not None:
             assert prepared.featurized is not None
             start = time.perf_counter()
-            records = build_records(prepared.featurized, outputs, self.featurizer, self.engine.info)
+            fingerprint = (
+                self.baselines.observe(prepared.featurized, outputs)
+                if self.baselines is not None
+                else None
+            )
+            records = build_records(
+                prepared.featurized,
+                outputs,
+                self.featurizer,
+                self.engine.info,
+                fingerprint=fingerprint,
+            )
             self.metrics.batch_latency.labels("records").observe(time.perf_counter() - start)
             self.metrics.model_version.labels(self.engine.info.name).set(
                 float(outputs["MODEL_VERSION"].reshape(-1)[-1])

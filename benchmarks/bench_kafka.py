@@ -1,0 +1,350 @@
+"""Kafka end to end: sustained events/s and produce -> score-delivery latency (in-process engine).
+
+    python benchmarks/bench_kafka.py --out docs/benchmarks.md
+
+Starts a Tansu broker (scripts/kafka/), runs the pipeline as its own OS process exactly as
+``secureai run`` does (``python -m pipelines.cli_kafka run --config ...``) and measures from
+outside, by reading the scores topic:
+
+* **throughput** — N events are produced first (not timed); the pipeline then drains the backlog;
+  events/s = N / (arrival of the last score record - arrival of the first), for 1 process
+  at-least-once, 1 process exactly-once and 2 processes in one group;
+* **latency** — events are offered at a fixed rate (default 20k/s) while the pipeline runs; per
+  event, the time from the ``produce()`` call to the arrival of its score record (read back
+  from the broker, so the broker has acknowledged it) — p50/p99/max after a warm-up.
+
+Broker, pipeline and this harness share the machine's cores (2 here), as in the tests. Writes a
+Markdown section (between markers) with machine info and the exact command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import confluent_kafka
+import yaml
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from report import ROOT, git_commit, machine_info, update_section
+
+sys.path.insert(0, str(ROOT))  # scripts.kafka (a folder, not an installed package)
+
+from morpheus_ext.stages.input import frame_source
+from morpheus_ext.stages.kafka import ensure_topics
+from morpheus_ext.synthetic import SyntheticConfig, generate
+from scripts.kafka.broker import KafkaBroker
+
+SECTION = "bench_kafka"
+PARTITIONS = 4
+
+
+def kafka_info() -> str:
+    return (
+        f"confluent-kafka {confluent_kafka.__version__} (librdkafka "
+        f"{confluent_kafka.libversion()[0]}), Tansu 0.6.0 (memory storage)"
+    )
+
+
+def event_values(n: int, seed: int) -> list[tuple[bytes, bytes]]:
+    """(event id, JSON bytes) for n synthetic events."""
+    frame = generate(SyntheticConfig(n_events=n, seed=seed))
+    ids = frame["event_id"].astype(str).tolist()
+    values = [v for raw in frame_source(frame, 8192) for v in raw.values]
+    return [(i.encode(), v) for i, v in zip(ids, values, strict=True)]
+
+
+class Pipelines:
+    """``n`` pipeline processes on one config; stopped with SIGTERM (drain)."""
+
+    def __init__(self, config: dict[str, Any], workdir: Path, n: int = 1) -> None:
+        path = workdir / f"pipeline-{uuid.uuid4().hex[:6]}.yml"
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        self.logs = [workdir / f"{path.stem}-{i}.log" for i in range(n)]
+        self.procs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "pipelines.cli_kafka", "run", "--config", str(path), "-v"],
+                cwd=ROOT,
+                stdout=log.open("wb"),
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+            for log in self.logs
+        ]
+
+    def wait_assigned(self, timeout_s: float = 120) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not all("assigned" in log.read_text(errors="replace") for log in self.logs):
+            for proc, log in zip(self.procs, self.logs, strict=True):
+                if proc.poll() is not None:
+                    raise RuntimeError(f"pipeline exited: {log.read_text()[-1500:]}")
+            if time.monotonic() > deadline:
+                raise RuntimeError("pipeline never got partitions")
+            time.sleep(0.05)
+        time.sleep(1.0)  # let a second member's rebalance settle
+
+    def stop(self) -> list[str]:
+        for proc in self.procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            proc.wait(120)
+        return [log.read_text(errors="replace").strip().splitlines()[-1] for log in self.logs]
+
+
+def pipeline_config(bootstrap: str, topic: str, exactly_once: bool, **kafka: Any) -> dict[str, Any]:
+    name = uuid.uuid4().hex[:8]
+    return {
+        "kafka": {
+            "bootstrap_servers": bootstrap,
+            "topics": [topic],
+            "group_id": f"bench-{name}",
+            "scores_topic": f"{topic}-scores",
+            "dead_letter_topic": f"{topic}-dlq",
+            "exactly_once": exactly_once,
+            "consumer": {"session.timeout.ms": 3000, "heartbeat.interval.ms": 1000},
+            **kafka,
+        },
+        # One ORT thread: the other core runs librdkafka's threads and the broker.
+        "inference": {
+            "engine": "inprocess",
+            "repository": str(ROOT / "triton_model_repository"),
+            "threads": 1,
+        },
+        "metrics_port": 0,
+    }
+
+
+def produce_all(bootstrap: str, topic: str, events: list[tuple[bytes, bytes]]) -> None:
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "linger.ms": 20,
+            "enable.idempotence": True,
+            "queue.buffering.max.messages": 2_000_000,
+            "queue.buffering.max.kbytes": 2_000_000,
+        }
+    )
+    for i, (key, value) in enumerate(events):
+        producer.produce(topic, value, key)
+        if i % 10_000 == 0:
+            producer.poll(0)
+    if producer.flush(120):
+        raise RuntimeError("events not acknowledged")
+
+
+def score_reader(bootstrap: str, topic: str) -> Consumer:
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"bench-reader-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "fetch.wait.max.ms": 10,
+            "fetch.max.bytes": 64 * 1024 * 1024,
+        }
+    )
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(PARTITIONS)])
+    return consumer
+
+
+def measure_throughput(
+    bootstrap: str, workdir: Path, events: list[tuple[bytes, bytes]], processes: int, eos: bool
+) -> tuple[float, list[str]]:
+    topic = f"tput-{uuid.uuid4().hex[:8]}"
+    ensure_topics(bootstrap, {topic: PARTITIONS, f"{topic}-scores": PARTITIONS, f"{topic}-dlq": 1})
+    produce_all(bootstrap, topic, events)
+    reader = score_reader(bootstrap, f"{topic}-scores")
+    pipes = Pipelines(pipeline_config(bootstrap, topic, eos, batch_size=8192), workdir, processes)
+    try:
+        seen: set[bytes] = set()
+        first = last = 0.0
+        deadline = time.monotonic() + 600
+        while len(seen) < len(events):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"only {len(seen)} of {len(events)} scores after 600 s")
+            batch = reader.consume(10_000, 0.2)
+            if batch:
+                now = time.monotonic()
+                first = first or now
+                last = now
+                seen.update(m.key() or b"" for m in batch if m.error() is None)
+    finally:
+        summaries = pipes.stop()
+        reader.close()
+    return len(events) / (last - first), summaries
+
+
+def measure_latency(
+    bootstrap: str,
+    workdir: Path,
+    events: list[tuple[bytes, bytes]],
+    rate: float,
+    warmup_s: float,
+    batch_timeout_ms: int,
+) -> tuple[dict[str, float], list[str]]:
+    topic = f"lat-{uuid.uuid4().hex[:8]}"
+    ensure_topics(bootstrap, {topic: PARTITIONS, f"{topic}-scores": PARTITIONS, f"{topic}-dlq": 1})
+    reader = score_reader(bootstrap, f"{topic}-scores")
+    config = pipeline_config(bootstrap, topic, False, batch_timeout_ms=batch_timeout_ms)
+    pipes = Pipelines(config, workdir)
+    pipes.wait_assigned()
+    sent_at: dict[bytes, float] = {}
+    arrived_at: dict[bytes, float] = {}
+    stop = threading.Event()
+
+    def read() -> None:
+        while not stop.is_set() or len(arrived_at) < len(sent_at):
+            for m in reader.consume(5000, 0.05):
+                if m.error() is None:
+                    arrived_at.setdefault(m.key() or b"", time.time())
+            if stop.is_set() and time.time() > stop_deadline:
+                break
+
+    stop_deadline = float("inf")
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "linger.ms": 1, "enable.idempotence": True}
+    )
+    started = time.monotonic()
+    tick = 0.005
+    chunk = max(1, int(rate * tick))
+    try:
+        for i in range(0, len(events), chunk):
+            for key, value in events[i : i + chunk]:
+                sent_at[key] = time.time()
+                producer.produce(topic, value, key)
+            producer.poll(0)
+            ahead = (i + chunk) / rate - (time.monotonic() - started)
+            if ahead > 0:
+                time.sleep(ahead)
+        producer.flush(60)
+        offered = len(events) / (time.monotonic() - started)
+        stop_deadline = time.time() + 60
+        stop.set()
+        thread.join(90)
+    finally:
+        summaries = pipes.stop()
+        reader.close()
+    warm = min(sent_at.values()) + warmup_s
+    lat = sorted(
+        (arrived_at[k] - t) * 1000 for k, t in sent_at.items() if t >= warm and k in arrived_at
+    )
+    missing = sum(1 for k in sent_at if k not in arrived_at)
+    q = statistics.quantiles(lat, n=100)
+    return {
+        "offered": offered,
+        "p50": q[49],
+        "p99": q[98],
+        "max": lat[-1],
+        "n": len(lat),
+        "missing": missing,
+    }, summaries
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--events", type=int, default=300_000, help="throughput backlog")
+    parser.add_argument(
+        "--rates", default="5000,10000,20000", help="latency: offered events/s (comma list)"
+    )
+    parser.add_argument("--seconds", type=float, default=15.0, help="latency: run length")
+    parser.add_argument("--warmup", type=float, default=3.0, help="latency: seconds ignored")
+    parser.add_argument("--batch-timeout-ms", type=int, default=50, help="latency runs")
+    parser.add_argument("--skip", default="", help="comma list of: eos,scaleout,latency")
+    parser.add_argument("--out", help="Markdown file to update (section between markers)")
+    args = parser.parse_args()
+    skip = set(filter(None, args.skip.split(",")))
+
+    events = event_values(args.events, seed=5)
+    rates = [float(r) for r in args.rates.split(",")] if "latency" not in skip else []
+    n_lat = int(max(rates, default=0) * args.seconds)
+    lat_events = event_values(n_lat, seed=6) if rates else []
+    workdir = Path(tempfile.mkdtemp(prefix="bench-kafka-"))
+    load_before = os.getloadavg()[0]
+    rows: list[tuple[str, float, str]] = []
+    latencies: list[dict[str, float]] = []
+    with KafkaBroker(workdir) as broker:
+        runs = [("1 process, at-least-once", 1, False)]
+        if "eos" not in skip:
+            runs.append(("1 process, exactly-once", 1, True))
+        if "scaleout" not in skip:
+            runs.append(("2 processes, one group, at-least-once", 2, False))
+        for label, procs, eos in runs:
+            rate, summaries = measure_throughput(broker.bootstrap, workdir, events, procs, eos)
+            print(f"{label}: {rate:,.0f} events/s", flush=True)
+            rows.append((label, rate, " / ".join(s.split(": ", 2)[-1][:60] for s in summaries)))
+        for rate in rates:
+            latency, _ = measure_latency(
+                broker.bootstrap,
+                workdir,
+                lat_events[: int(rate * args.seconds)],
+                rate,
+                args.warmup,
+                args.batch_timeout_ms,
+            )
+            latencies.append(latency)
+            print(
+                f"latency at {latency['offered']:,.0f} events/s offered: p50 "
+                f"{latency['p50']:.1f} ms, p99 {latency['p99']:.1f} ms, max {latency['max']:.1f} "
+                f"ms ({latency['n']} events, {latency['missing']} missing)",
+                flush=True,
+            )
+    shutil.rmtree(workdir, ignore_errors=True)
+    load = f"1-min load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after"
+
+    command = "python benchmarks/bench_kafka.py " + " ".join(sys.argv[1:])
+    lines = [
+        "## Kafka end to end (in-process engine)",
+        "",
+        f"- Machine: {machine_info()}, {kafka_info()}",
+        f"- Command: `{command}` (commit {git_commit()}, {datetime.now(UTC):%Y-%m-%d})",
+        "- Broker, pipeline process(es) and this harness share the machine's cores. Pipeline: "
+        "`python -m pipelines.cli_kafka run` (= `secureai run`), 4 partitions, committed model "
+        f"repository, security_events spec, ORT 1 thread. Machine: {load} (other work on the "
+        "machine shows up here).",
+        "",
+        f"Sustained throughput: {args.events:,} events produced first, then drained; events/s "
+        "between the first and the last score record read back from the scores topic "
+        "(batch_size 8192).",
+        "",
+        "| pipeline | events/s |",
+        "|---|---:|",
+        *[f"| {label} | {rate:,.0f} |" for label, rate, _ in rows],
+    ]
+    if latencies:
+        lines += [
+            "",
+            f"Latency: events offered at a fixed rate for {args.seconds:.0f} s (1 process, "
+            f"at-least-once, batch_timeout_ms {args.batch_timeout_ms}); per event, from the "
+            "`produce()` call to its score record being readable from the broker; the first "
+            f"{args.warmup:.0f} s are warm-up. A rate above what the pipeline sustains on the "
+            "cores left to it shows as queueing (seconds).",
+            "",
+            "| offered events/s | p50 | p99 | max | events measured | without a score |",
+            "|---:|---:|---:|---:|---:|---:|",
+            *[
+                f"| {x['offered']:,.0f} | {x['p50']:.1f} ms | {x['p99']:.1f} ms "
+                f"| {x['max']:.1f} ms | {int(x['n']):,} | {int(x['missing'])} |"
+                for x in latencies
+            ],
+        ]
+    if args.out:
+        update_section(Path(args.out), SECTION, lines)
+    else:
+        print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,326 @@
+"""``secureai fl compare``: several runs on the same data split, one table, one plot.
+
+A compare config holds one base federated config and a list of experiments, each either the
+centralized baseline (``pipelines.train.train_centralized`` on the same training rows) or a
+federated run of the base config with ``overrides`` (DP off, another epsilon, another strategy,
+malicious sites...). Every experiment is scored on the same test data through the served path
+(ONNX, in-process engine), so the numbers are comparable line by line.
+
+Outputs: ``results.json``, ``results.md`` and a figure in the compare run directory; the same
+table and figure in a marker-delimited section of ``docs/results.md`` (other sections are left
+alone) with the acceptance checks (``criteria``) evaluated.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
+from pydantic import BaseModel, ConfigDict, Field
+
+from federated.config import FLConfig, merge_overrides
+from federated.runs import evaluate_on_test
+from federated.simulation import simulate
+from federated.training import TrainConfig
+from pipelines.config import CentralizedConfig, EvaluationConfig, dump_config
+from pipelines.rundir import environment, new_run_dir, write_json
+from pipelines.train import train_centralized
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ExperimentConfig(_Strict):
+    name: str
+    kind: Literal["centralized", "federated"] = "federated"
+    label: str | None = None
+    overrides: dict[str, Any] = Field(default_factory=dict)
+    """Deep-merged into the base federated config (``federated``) for this experiment."""
+
+
+class Criterion(_Strict):
+    """An acceptance check: ``experiment``'s AUROC may trail ``reference``'s by at most this."""
+
+    experiment: str
+    reference: str
+    max_auroc_drop: float
+
+
+class ReportConfig(_Strict):
+    kind: Literal["privacy_utility", "robustness"] = "privacy_utility"
+    title: str
+    section: str
+    """Marker name of the section in ``results_md`` (``<!-- fl_compare:NAME:begin -->``)."""
+    description: str = ""
+    reference: str
+    """Experiment the ``ΔAUROC`` column is computed against."""
+    results_md: Path | None = Path("docs/results.md")
+    figures_dir: Path = Path("docs/figures")
+    command: str = ""
+
+
+class CompareConfig(_Strict):
+    name: str = "compare"
+    federated: FLConfig
+    centralized_train: TrainConfig = Field(default_factory=TrainConfig)
+    experiments: list[ExperimentConfig]
+    criteria: list[Criterion] = Field(default_factory=list)
+    report: ReportConfig
+    runs_dir: Path = Path("runs")
+
+
+@dataclass
+class CompareResult:
+    run_dir: Path
+    rows: list[dict[str, Any]]
+    checks: list[dict[str, Any]]
+    figure: Path
+
+
+def experiment_config(base: FLConfig, exp: ExperimentConfig, runs_dir: Path) -> FLConfig:
+    doc = merge_overrides(base.model_dump(mode="json"), exp.overrides)
+    doc.update(name=exp.name, runs_dir=str(runs_dir))
+    return FLConfig.model_validate(doc)
+
+
+def _centralized(config: CompareConfig, out: Path, exp: ExperimentConfig) -> dict[str, Any]:
+    fl = config.federated
+    cfg = CentralizedConfig(
+        name=exp.name,
+        seed=fl.seed,
+        data=fl.data,
+        model=fl.model,
+        train=config.centralized_train,
+        calibration=fl.calibration,
+        evaluation=EvaluationConfig(baselines=False),
+        runs_dir=out,
+    )
+    started = time.monotonic()
+    result = train_centralized(cfg, out / exp.name)
+    metrics = evaluate_on_test(fl.data, result.run_dir, f"{exp.name}: test set", fl.seed)
+    return {
+        "kind": "centralized",
+        "strategy": "-",
+        "dp": "off",
+        "epsilon_spent": None,
+        "attack": "none",
+        "rounds": None,
+        "metrics": metrics,
+        "wall_s": time.monotonic() - started,
+        "run_dir": str(result.run_dir),
+    }
+
+
+def _federated(config: CompareConfig, out: Path, exp: ExperimentConfig) -> dict[str, Any]:
+    cfg = experiment_config(config.federated, exp, out)
+    result = simulate(cfg, out / exp.name)
+    dp = result.result.get("dp")
+    a = cfg.attack
+    attack = f"{a.kind} x{a.scale:g}, sites {a.malicious_sites}" if a.malicious_sites else "none"
+    return {
+        "kind": "federated",
+        "strategy": cfg.strategy.name,
+        "dp": f"ε={cfg.privacy.target_epsilon:g}" if cfg.privacy.enabled else "off",
+        "target_epsilon": cfg.privacy.target_epsilon if cfg.privacy.enabled else None,
+        "epsilon_spent": dp["epsilon_max"] if dp else None,
+        "attack": attack,
+        "rounds": cfg.federation.rounds,
+        "metrics": result.test_metrics,
+        "wall_s": result.wall_s,
+        "mean_round_s": (result.result.get("summary") or {}).get("mean_round_seconds"),
+        "run_dir": str(result.run_dir),
+    }
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def table_markdown(rows: list[dict[str, Any]], reference: str) -> str:
+    head = (
+        "| experiment | strategy | DP | ε spent (max site) | attack | AUROC | AUPRC | best F1 "
+        f"| TPR@1%FPR | ΔAUROC vs {reference} | wall s |\n"
+        "|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|\n"
+    )
+    lines = []
+    for r in rows:
+        m = r["metrics"] or {}
+        lines.append(
+            f"| {r['label']} | {r['strategy']} | {r['dp']} | {_fmt(r['epsilon_spent'], 3)} "
+            f"| {r['attack']} | {_fmt(m.get('auroc'))} | {_fmt(m.get('auprc'))} "
+            f"| {_fmt(m.get('best_f1'))} | {_fmt((m.get('tpr_at_fpr') or {}).get('0.01'))} "
+            f"| {_fmt(r.get('delta_auroc'), 4)} | {r['wall_s']:.0f} |"
+        )
+    return head + "\n".join(lines) + "\n"
+
+
+def _privacy_utility_figure(rows: list[dict[str, Any]], path: Path) -> None:
+    fig = Figure(figsize=(10, 4))
+    FigureCanvasAgg(fig)
+    dp_rows = sorted(
+        (r for r in rows if r.get("target_epsilon") is not None and r["attack"] == "none"),
+        key=lambda r: r["target_epsilon"],
+    )
+    for i, metric in enumerate(("auroc", "auprc")):
+        ax = fig.add_subplot(1, 2, i + 1)
+        xs = [r["target_epsilon"] for r in dp_rows]
+        ys = [r["metrics"][metric] for r in dp_rows]
+        ax.plot(xs, ys, "o-", color="#2f6fde", label="FL + DP-SGD")
+        for x, y in zip(xs, ys, strict=True):
+            ax.annotate(f"{y:.3f}", (x, y), textcoords="offset points", xytext=(0, 6), ha="center")
+        styles = {"centralized": ("#222222", "--"), "federated": ("#d9822b", ":")}
+        for r in rows:
+            if r.get("target_epsilon") is None and r["attack"] == "none":
+                color, style = styles[r["kind"]]
+                ax.axhline(r["metrics"][metric], color=color, ls=style, label=r["label"])
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xticks(xs or [1])
+        ax.set_xticklabels([f"{x:g}" for x in xs] or ["1"])
+        ax.set_xlabel("target ε per site (δ = 1e-5)")
+        ax.set_ylabel(metric.upper())
+        ax.set_title(f"{metric.upper()} vs ε")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def _robustness_figure(rows: list[dict[str, Any]], path: Path) -> None:
+    fig = Figure(figsize=(10, 4))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    labels = [r["label"] for r in rows]
+    values = [(r["metrics"] or {}).get("auroc", 0.0) for r in rows]
+    colors = ["#2f6fde" if r["attack"] == "none" else "#c23030" for r in rows]
+    ax.barh(range(len(rows)), values, color=colors)
+    for i, v in enumerate(values):
+        ax.text(v, i, f" {v:.3f}", va="center", fontsize=8)
+    ax.set_yticks(range(len(rows)))
+    ax.set_yticklabels(labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(min(0.4, min(values, default=0.4)), 1.02)
+    ax.set_xlabel("AUROC (blue: clean, red: one malicious site of five)")
+    ax.grid(alpha=0.3, axis="x")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def update_section(path: Path, section: str, body: str) -> None:
+    """Replace the text between this section's markers, or append the section."""
+    begin, end = f"<!-- fl_compare:{section}:begin -->", f"<!-- fl_compare:{section}:end -->"
+    block = f"{begin}\n{body.rstrip()}\n{end}\n"
+    text = path.read_text() if path.exists() else ""
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        _, tail = rest.split(end, 1)
+        text = head + block.rstrip("\n") + tail
+    else:
+        text = text.rstrip("\n") + "\n\n" + block
+    path.write_text(text)
+
+
+def evaluate_criteria(
+    rows: list[dict[str, Any]], criteria: list[Criterion]
+) -> list[dict[str, Any]]:
+    by_name = {r["experiment"]: r for r in rows}
+    checks = []
+    for c in criteria:
+        got, ref = by_name[c.experiment]["metrics"], by_name[c.reference]["metrics"]
+        drop = ref["auroc"] - got["auroc"]
+        checks.append(
+            {
+                "experiment": c.experiment,
+                "reference": c.reference,
+                "auroc_drop": drop,
+                "max_auroc_drop": c.max_auroc_drop,
+                "passed": bool(drop <= c.max_auroc_drop),
+            }
+        )
+    return checks
+
+
+def _machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} logical cores"
+
+
+def compare(config: CompareConfig, run_dir: Path | None = None) -> CompareResult:
+    out = (run_dir or new_run_dir(config.runs_dir, config.name)).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    dump_config(config, out / "config.yaml")
+    rows: list[dict[str, Any]] = []
+    for exp in config.experiments:
+        if exp.kind == "centralized":
+            row = _centralized(config, out, exp)
+        else:
+            row = _federated(config, out, exp)
+        row.update(experiment=exp.name, label=exp.label or exp.name)
+        rows.append(row)
+        write_json(out / "results.json", {"rows": rows})  # progress survives a crash
+    ref = next(r for r in rows if r["experiment"] == config.report.reference)
+    for r in rows:
+        if r["metrics"] and ref["metrics"]:
+            r["delta_auroc"] = r["metrics"]["auroc"] - ref["metrics"]["auroc"]
+    checks = evaluate_criteria(rows, config.criteria)
+    figure = out / f"fl_{config.report.section}.png"
+    if config.report.kind == "privacy_utility":
+        _privacy_utility_figure(rows, figure)
+    else:
+        _robustness_figure(rows, figure)
+    ref_label = ref["label"]
+    table = table_markdown(rows, ref_label)
+    check_lines = "".join(
+        f"- {c['experiment']} vs {c['reference']}: AUROC drop {c['auroc_drop']:+.4f} "
+        f"(allowed {c['max_auroc_drop']}) — {'PASS' if c['passed'] else 'FAIL'}\n"
+        for c in checks
+    )
+    write_json(
+        out / "results.json",
+        {"rows": rows, "checks": checks, "environment": environment(), "machine": _machine()},
+    )
+    (out / "results.md").write_text(table + ("\n" + check_lines if check_lines else ""))
+    if config.report.results_md is not None:
+        config.report.figures_dir.mkdir(parents=True, exist_ok=True)
+        doc_figure = config.report.figures_dir / figure.name
+        shutil.copyfile(figure, doc_figure)
+        rel = os.path.relpath(doc_figure, config.report.results_md.parent)
+        stamp = datetime.now(UTC).strftime("%Y-%m-%d")
+        cwd = Path.cwd()
+        where = out.relative_to(cwd) if out.is_relative_to(cwd) else out
+        intro = (f"`{config.report.command}` — " if config.report.command else "") + (
+            config.report.description.strip()
+        )
+        parts = [
+            f"## {config.report.title}\n",
+            intro + "\n",
+            f"Measured {stamp} on {_machine()}, shared with other jobs (wall times are "
+            f"indicative). Run directory: `{where}`.\n",
+            table,
+            f"![{config.report.title}]({rel})\n",
+        ]
+        if check_lines:
+            parts.append("Checks:\n\n" + check_lines)
+        update_section(config.report.results_md, config.report.section, "\n".join(parts))
+    return CompareResult(out, rows, checks, figure)

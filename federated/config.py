@@ -1,0 +1,183 @@
+"""Typed configuration of a federated run (YAML under ``configs/fed_*.yml``).
+
+One file describes a whole experiment: the data and how it is split into sites, the fixed
+public inputs (normalizer, calibration), the model, the federation (rounds, sampling, timeouts,
+strategy), local training, differential privacy and the privacy budget, and the simulated
+faults (stragglers, malicious sites). Every run writes this config resolved (defaults filled in)
+to its run directory; the ServerApp and every ClientApp read that one file, so a run is
+reproducible from it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from federated.models import ModelConfig
+from pipelines.config import CalibrationConfig, DataConfig, DataSource
+
+StrategyName = Literal["fedmedian", "fedavg", "fedtrimmedavg", "krum"]
+AttackKind = Literal["scaled", "sign_flip", "random"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SiteSplitConfig(_Strict):
+    """How the training rows are divided between sites (the non-IID part of the experiment)."""
+
+    method: Literal["site_column", "dirichlet"] = "site_column"
+    """``site_column``: one site per value of ``column`` (the synthetic generator's ``site``,
+    whose per-site habits follow ``heterogeneity``). ``dirichlet``: any dataset; the rows of
+    each value of ``column`` are dealt to the sites in Dirichlet(``alpha``) proportions."""
+    n_sites: int = Field(default=3, ge=1, le=64)
+    column: str = "site"
+    alpha: float = Field(default=0.5, gt=0)
+    """Dirichlet concentration: small values give very unequal sites."""
+
+
+class PublicDataConfig(_Strict):
+    """Non-private data every party may see: it fits the normalizer and calibrates the model.
+
+    Why: the encoder's centre/scale and the scoring threshold are published with the model,
+    outside the DP guarantee. Fitting them on a public (or consented bootstrap) sample keeps
+    every site's private rows behind DP-SGD only, and puts all sites in one feature space.
+    """
+
+    source: DataSource
+    encoder: Path | None = None
+    """A served ``dfp_encoder`` ONNX file: take the normalizer from it instead of fitting one
+    on ``source``. The production choice: ``secureai model publish`` refuses a model trained
+    with another normalizer than the served encoder's."""
+
+
+class FederationConfig(_Strict):
+    rounds: int = Field(default=3, ge=1)
+    fraction_train: float = Field(default=1.0, gt=0, le=1)
+    """Fraction of connected sites sampled each round (partial participation)."""
+    fraction_evaluate: float = Field(default=1.0, ge=0, le=1)
+    min_train_clients: int = Field(default=2, ge=1)
+    min_evaluate_clients: int = Field(default=2, ge=0)
+    min_available_clients: int = Field(default=2, ge=1)
+    """The server waits until this many sites are connected before sampling."""
+    round_timeout_s: float = Field(default=300.0, gt=0)
+    """Replies later than this are dropped, so a straggler cannot stall a round."""
+
+
+class StrategyConfig(_Strict):
+    name: StrategyName = "fedmedian"
+    trim_beta: float = Field(default=0.2, ge=0, lt=0.5)
+    """FedTrimmedAvg: fraction cut from each tail."""
+    krum_malicious: int = Field(default=1, ge=0)
+    """Krum: number of malicious sites it must tolerate (needs n > 2f + 2)."""
+
+
+class LocalTrainConfig(_Strict):
+    """What one site does with the global model in one round."""
+
+    epochs: int = Field(default=1, ge=1)
+    batch_size: int = Field(default=256, ge=1)
+    """Expected batch size; with DP the batches are Poisson-sampled at rate 1/ceil(n/batch)."""
+    lr: float = Field(default=2e-3, gt=0)
+    threads: int = Field(default=1, ge=1)
+
+
+class PrivacyConfig(_Strict):
+    """DP-SGD at every site (sample-level DP of that site's events), accounted with RDP."""
+
+    enabled: bool = True
+    target_epsilon: float = Field(default=3.0, gt=0)
+    """Epsilon of the whole planned run (rounds x local epochs) at each site."""
+    delta: float = Field(default=1e-5, gt=0, lt=1)
+    max_grad_norm: float = Field(default=1.0, gt=0)
+    grad_sample_mode: Literal["ghost", "hooks"] = "ghost"
+    """``ghost``: Opacus ghost clipping (same clipped gradient, ~4x faster here)."""
+    site_budget_epsilon: float = Field(default=10.0, gt=0)
+    """Lifetime budget of a site over all runs recorded in its ledger (basic composition)."""
+    ledger_dir: Path | None = None
+    """Folder of the per-site ledgers; ``None``: ``<run_dir>/ledger`` (an experiment's own)."""
+
+
+class StragglerConfig(_Strict):
+    """Simulated faults, applied by the ClientApp before it trains."""
+
+    delays_s: dict[int, float] = Field(default_factory=dict)
+    """Site index -> seconds it sleeps each round (longer than the round timeout: dropped)."""
+    drop_sites: list[int] = Field(default_factory=list)
+    """Sites that fail every round."""
+    drop_probability: float = Field(default=0.0, ge=0, le=1)
+    """Every site fails a given round with this probability (seeded)."""
+
+
+class AttackConfig(_Strict):
+    """Malicious sites: they train honestly, then replace their update before sending it."""
+
+    malicious_sites: list[int] = Field(default_factory=list)
+    kind: AttackKind = "sign_flip"
+    scale: float = Field(default=10.0, gt=0)
+    """``scaled``: update x scale; ``sign_flip``: update x -scale; ``random``: Gaussian noise
+    with scale x the honest update's RMS, per tensor."""
+
+
+class MonitoringConfig(_Strict):
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    """Serve Prometheus metrics over HTTP on 127.0.0.1:port while the run lasts."""
+    metrics_host: str = "127.0.0.1"
+
+
+class SimulationConfig(_Strict):
+    client_cpus: int = Field(default=1, ge=1)
+    """Ray CPUs per ClientApp: with 2 cores, 1 runs two sites at a time."""
+    timeout_s: float = Field(default=1800.0, gt=0)
+
+
+class FLConfig(_Strict):
+    name: str = "fed"
+    seed: int = 0
+    data: DataConfig
+    sites: SiteSplitConfig = Field(default_factory=SiteSplitConfig)
+    public: PublicDataConfig
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    federation: FederationConfig = Field(default_factory=FederationConfig)
+    strategy: StrategyConfig = Field(default_factory=StrategyConfig)
+    local: LocalTrainConfig = Field(default_factory=LocalTrainConfig)
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
+    stragglers: StragglerConfig = Field(default_factory=StragglerConfig)
+    attack: AttackConfig = Field(default_factory=AttackConfig)
+    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
+    simulation: SimulationConfig = Field(default_factory=SimulationConfig)
+    calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
+    runs_dir: Path = Path("runs")
+
+    @model_validator(mode="after")
+    def _check_sites(self) -> FLConfig:
+        """Site indices that do not exist would silently do nothing; name them instead."""
+        n = self.sites.n_sites
+        named = [
+            *self.stragglers.delays_s,
+            *self.stragglers.drop_sites,
+            *self.attack.malicious_sites,
+        ]
+        bad = sorted({s for s in named if not 0 <= s < n})
+        if bad:
+            raise ValueError(f"site indices {bad} do not exist (sites are 0..{n - 1})")
+        if self.federation.min_available_clients > n:
+            raise ValueError(
+                f"federation.min_available_clients={self.federation.min_available_clients} "
+                f"exceeds the {n} sites: the server would wait forever"
+            )
+        return self
+
+
+def merge_overrides(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge ``overrides`` into a copy of ``base`` (how experiments vary one config)."""
+    out = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_overrides(out[key], value)
+        else:
+            out[key] = value
+    return out

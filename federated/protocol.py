@@ -1,0 +1,57 @@
+"""What the ServerApp and the ClientApps agree on: run-config keys, record keys, the normalizer
+on the wire.
+
+The normalizer travels inside every train/evaluate message (256 centres + 256 scales), so a
+site never needs the server's files: all sites train in the one feature space the server fixed
+for the run, whatever machine they run on.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from flwr.app import ConfigRecord
+
+from federated.config import FLConfig
+from morpheus_ext.normalizer import Normalizer
+from pipelines.config import load_config
+
+# Keys of the Flower app's run config (federated/app/pyproject.toml, [tool.flwr.app.config]).
+RUN_CONFIG_PATH = "config-path"
+RUN_DIR = "run-dir"
+# Keys of a SuperNode's node config (--node-config).
+NODE_SITE = "partition-id"
+NODE_LEDGER_DIR = "ledger-dir"
+# Keys inside the messages.
+ARRAYS = "arrays"
+CONFIG = "config"
+METRICS = "metrics"
+FL_RUN_ID = "fl-run-id"
+
+
+def normalizer_to_record(normalizer: Normalizer, record: ConfigRecord) -> ConfigRecord:
+    record["norm-center"] = [float(v) for v in normalizer.center]
+    record["norm-scale"] = [float(v) for v in normalizer.scale]
+    record["norm-clip"] = float(normalizer.clip)
+    return record
+
+
+def normalizer_from_record(record: ConfigRecord) -> Normalizer:
+    return Normalizer(
+        np.asarray(record["norm-center"], dtype=np.float32),
+        np.asarray(record["norm-scale"], dtype=np.float32),
+        float(record["norm-clip"]),  # type: ignore[arg-type]
+    )
+
+
+@lru_cache(maxsize=8)
+def _load(path: str, mtime_ns: int) -> FLConfig:
+    return load_config(path, FLConfig)
+
+
+def load_run_config(path: str | Path) -> FLConfig:
+    """The run's resolved config, parsed once per process (and again if the file changes)."""
+    p = Path(path)
+    return _load(str(p), p.stat().st_mtime_ns)

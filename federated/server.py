@@ -1,0 +1,226 @@
+"""The ServerApp: one federated run, from the fixed public inputs to a servable model version.
+
+1. Read the run's resolved config (run config ``config-path``) and seed everything; Flower
+   samples sites with :mod:`random` over :class:`federated.sampling.SiteOrderedGrid`'s site
+   order, so a seed picks the same sites in every run (partial participation is repeatable).
+2. Fit the normalizer on the public sample (never on a site's rows) and build the initial
+   model from the run seed: every site starts from the same weights in the same feature space.
+3. Run the configured robust strategy (:mod:`federated.strategy`) wrapped by the round monitor
+   (:mod:`federated.monitor`): ``rounds.jsonl``, ``metrics.prom`` after every round, and an
+   HTTP ``/metrics`` endpoint while the run lasts when a port is configured. Each round waits
+   at most ``round_timeout_s`` for replies, so stragglers cannot stall it.
+4. Ask every site for its privacy report, export the final global model through the existing
+   export path (:mod:`federated.final_model`) and write ``fl_result.json`` with
+   ``status: completed``, the proof a run *finished* (``flwr run`` exits 0 even when it failed).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
+from flwr.serverapp import Grid, ServerApp
+
+from federated.config import FLConfig
+from federated.final_model import export_global_model
+from federated.metrics import FLMetrics
+from federated.models import build_autoencoder
+from federated.monitor import MonitoredStrategy, RoundMonitor, public_evaluation, summarize
+from federated.privacy import ACCOUNTANT
+from federated.protocol import (
+    CONFIG,
+    FL_RUN_ID,
+    RUN_CONFIG_PATH,
+    RUN_DIR,
+    load_run_config,
+    normalizer_to_record,
+)
+from federated.sampling import SiteOrderedGrid
+from federated.sites import fit_public_inputs
+from federated.strategy import build_strategy
+from federated.training import evaluate_loss, seed_everything
+from morpheus_ext.feature_spec import load_spec
+from pipelines.rundir import environment, write_json
+
+RESULT_FILE = "fl_result.json"
+
+app = ServerApp()
+
+
+@app.main()
+def main(grid: Grid, context: Context) -> None:
+    run_dir = Path(str(context.run_config[RUN_DIR]))
+    config = load_run_config(str(context.run_config[RUN_CONFIG_PATH]))
+    try:
+        run_federated(grid, config, run_dir, flower_run_id=int(context.run_id))
+    except Exception as exc:
+        write_json(
+            run_dir / RESULT_FILE,
+            {
+                "status": "failed",
+                "error": f"{type(exc).__name__}: {exc}",
+                "traceback": traceback.format_exc(),
+            },
+        )
+        raise
+
+
+def collect_privacy_reports(
+    grid: Grid, fl_run_id: str, timeout: float
+) -> dict[str, dict[str, float]]:
+    """One ``query`` message per connected site; each answers from its own accountant."""
+    messages = [
+        Message(
+            RecordDict({CONFIG: ConfigRecord({FL_RUN_ID: fl_run_id})}),
+            dst_node_id=node,
+            message_type=MessageType.QUERY,
+        )
+        for node in grid.get_node_ids()
+    ]
+    reports: dict[str, dict[str, float]] = {}
+    for reply in grid.send_and_receive(messages, timeout=timeout):
+        if reply.has_error():
+            continue
+        m = next(iter(reply.content.metric_records.values()))
+        reports[str(int(m["site-id"]))] = {k: float(v) for k, v in m.items()}  # type: ignore[arg-type]
+    return dict(sorted(reports.items(), key=lambda kv: int(kv[0])))
+
+
+def dp_section(config: FLConfig, reports: dict[str, dict[str, float]]) -> dict[str, Any] | None:
+    """The manifest's ``dp`` block (``None`` when the run had DP switched off)."""
+    p = config.privacy
+    if not p.enabled:
+        return None
+    sites = {
+        site: {
+            "noise_multiplier": r["noise-multiplier"],
+            "sample_rate": r["sample-rate"],
+            "steps": int(r["steps"]),
+            "rounds_trained": int(r["rounds-trained"]),
+            "epsilon": r["epsilon"],
+        }
+        for site, r in reports.items()
+    }
+    spent = {site: s["epsilon"] for site, s in sites.items()}
+    return {
+        "accountant": ACCOUNTANT,
+        "mechanism": "DP-SGD per site (Opacus: Poisson sampling, per-sample clipping, "
+        "Gaussian noise)",
+        "privacy_unit": "one event (row) of a site's data",
+        "noise_multiplier": {site: s["noise_multiplier"] for site, s in sites.items()},
+        "max_grad_norm": p.max_grad_norm,
+        "delta": p.delta,
+        "target_epsilon": p.target_epsilon,
+        "epsilon_spent": spent,
+        "epsilon_max": max(spent.values(), default=0.0),
+        "sites": sites,
+    }
+
+
+def run_federated(
+    grid: Grid, config: FLConfig, run_dir: Path, flower_run_id: int | None = None
+) -> dict[str, Any]:
+    started = time.time()
+    fl_run_id = run_dir.name
+    write_json(run_dir / RESULT_FILE, {"status": "running", "fl_run_id": fl_run_id})
+    seed_everything(config.seed, config.local.threads)
+    random.seed(config.seed)
+
+    spec = load_spec(config.data.spec)
+    public = fit_public_inputs(
+        config.public.source, spec, config.data.fit_on, config.public.encoder
+    )
+    np.savez(
+        run_dir / "normalizer.npz",
+        center=public.normalizer.center,
+        scale=public.normalizer.scale,
+        clip=public.normalizer.clip,
+    )
+    initial = build_autoencoder(config.model, spec.tensor_width, seed=config.seed)
+    initial_arrays = ArrayRecord(initial.state_dict())
+
+    metrics = FLMetrics()
+    metrics.info.labels(
+        fl_run_id, config.strategy.name, "on" if config.privacy.enabled else "off"
+    ).set(1)
+    metrics.rounds_planned.set(config.federation.rounds)
+    http = None
+    if config.monitoring.metrics_port is not None:
+        http = metrics.serve(config.monitoring.metrics_port, config.monitoring.metrics_host)
+    try:
+        monitor = RoundMonitor(run_dir, metrics)
+        strategy = MonitoredStrategy(build_strategy(config.strategy, config.federation), monitor)
+
+        def public_loss(arrays: ArrayRecord) -> float:
+            model = build_autoencoder(config.model, spec.tensor_width)
+            model.load_state_dict(arrays.to_torch_state_dict())
+            return evaluate_loss(model, public.normalized)
+
+        message_config = normalizer_to_record(
+            public.normalizer, ConfigRecord({FL_RUN_ID: fl_run_id})
+        )
+        fed = config.federation
+        partial = fed.fraction_train < 1 or 0 < fed.fraction_evaluate < 1
+        # Site order only matters when a subset is sampled; it costs one query per node.
+        ordered = SiteOrderedGrid(grid, fl_run_id, fed.round_timeout_s) if partial else grid
+        result = strategy.start(
+            grid=ordered,
+            initial_arrays=initial_arrays,
+            num_rounds=fed.rounds,
+            timeout=fed.round_timeout_s,
+            train_config=message_config,
+            evaluate_config=ConfigRecord(dict(message_config)),
+            evaluate_fn=public_evaluation(monitor, public_loss),
+        )
+        reports = collect_privacy_reports(ordered, fl_run_id, fed.round_timeout_s)
+        monitor.privacy_reports(reports)
+        summary = summarize(monitor.records)
+        dp = dp_section(config, reports)
+        fl_info = {
+            "fl_run_id": fl_run_id,
+            "flower_run_id": flower_run_id,
+            "rounds": config.federation.rounds,
+            "rounds_completed": summary["rounds_completed"],
+            "strategy": config.strategy.name,
+            "sites": len(reports),
+            "metrics": {
+                "final_validation_loss": summary["final_validation_loss"],
+                "final_public_loss": summary["final_public_loss"],
+            },
+            "dp": dp,
+        }
+        # No round aggregated anything (every site failed): the initial weights stand.
+        final_arrays = result.arrays if len(result.arrays) else initial_arrays
+        final_state = final_arrays.to_torch_state_dict()
+        torch.save(final_state, run_dir / "global_model.pt")
+        repository, calib, parity = export_global_model(
+            run_dir, config, spec, public, final_state, fl_info
+        )
+    finally:
+        if http is not None:
+            http.shutdown()
+            http.server_close()
+    doc = {
+        "status": "completed",
+        "fl_run_id": fl_run_id,
+        "flower_run_id": flower_run_id,
+        "seconds": time.time() - started,
+        "seeds": {"global": config.seed, "model_init": config.seed},
+        "environment": environment(),
+        "public": public.info,
+        "initial_public_loss": monitor.initial_public_loss,
+        "summary": summary,
+        "privacy_reports": reports,
+        "dp": dp,
+        "calibration": calib.summary(),
+        "onnx_parity_max_abs_diff": parity,
+        "model_repository": str(repository),
+    }
+    write_json(run_dir / RESULT_FILE, doc)
+    return doc

@@ -1,0 +1,413 @@
+"""Kafka source and sink stages (confluent-kafka / librdkafka): raw bytes in, records out.
+
+The source reads batches bounded by size and time and keeps every value's origin
+``(topic, partition, offset)`` and its produce timestamp; it never commits on its own
+(``enable.auto.commit`` and ``enable.auto.offset.store`` are off): the runner commits a batch's
+offsets only after the broker has acknowledged every score record and dead letter the batch
+turned into (pipelines/kafka_runner.py). The sink is an idempotent producer (or a transactional
+one in exactly-once mode). Score records are keyed by event id, dead letters by their origin.
+
+Morpheus' own ``KafkaSourceStage`` commits right after parsing, so a crash loses the batch in
+flight; these stages are the same steps with the commit moved behind delivery (docs/kafka.md).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import orjson
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from morpheus_ext.stages.input import Origin, RawBatch
+
+log = logging.getLogger(__name__)
+_CLIENT_LOG = logging.getLogger("librdkafka")
+"""librdkafka's own log lines go through Python logging (not raw to stderr)."""
+
+BATCH_IDLE_S = 0.005
+"""A started batch closes when nothing new arrived for this long (see poll_batch)."""
+TP = tuple[str, int]
+"""A (topic, partition) pair."""
+
+#: Consumer keys the pipeline sets itself (the guarantee depends on them), with the reason.
+MANAGED_CONSUMER_KEYS: dict[str, str] = {
+    "bootstrap.servers": "set kafka.bootstrap_servers",
+    "group.id": "set kafka.group_id",
+    "enable.auto.commit": "offsets are committed after delivery",
+    "enable.auto.offset.store": "offsets are committed after delivery",
+}
+#: Producer keys the pipeline sets itself.
+MANAGED_PRODUCER_KEYS: dict[str, str] = {
+    "bootstrap.servers": "set kafka.bootstrap_servers",
+    "enable.idempotence": "the producer is always idempotent",
+    "transactional.id": "set kafka.transactional_id",
+    "acks": "idempotence needs acks=all",
+}
+
+CONSUMER_DEFAULTS: dict[str, Any] = {
+    "auto.offset.reset": "earliest",
+    "isolation.level": "read_committed",
+    "enable.partition.eof": False,
+    # Low latency: a broker that holds an empty fetch for the full wait (Tansu does) would add
+    # up to this much to every event; Kafka answers as soon as data arrives either way.
+    "fetch.wait.max.ms": 20,
+    # Large fetches: the consumer thread keeps a backlog ready while Python scores a batch.
+    "fetch.max.bytes": 64 * 1024 * 1024,
+    "queued.max.messages.kbytes": 256 * 1024,
+}
+PRODUCER_DEFAULTS: dict[str, Any] = {
+    "linger.ms": 5,
+    "batch.num.messages": 10_000,
+    "batch.size": 4 * 1024 * 1024,
+    "queue.buffering.max.messages": 1_000_000,
+    "queue.buffering.max.kbytes": 1024 * 1024,
+    "compression.type": "none",
+}
+
+
+def consumer_config(bootstrap: str, group_id: str, options: dict[str, Any]) -> dict[str, Any]:
+    """The consumer's librdkafka config: defaults < ``options`` < the managed keys."""
+    conf = {**CONSUMER_DEFAULTS, **options}
+    conf.setdefault("logger", _CLIENT_LOG)
+    conf.update(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": group_id,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+        }
+    )
+    return conf
+
+
+def producer_config(
+    bootstrap: str, options: dict[str, Any], transactional_id: str | None = None
+) -> dict[str, Any]:
+    """An idempotent producer (``acks=all``, ordered retries); transactional when given an id."""
+    conf = {**PRODUCER_DEFAULTS, **options}
+    conf.setdefault("logger", _CLIENT_LOG)
+    conf.update({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all"})
+    if transactional_id:
+        conf["transactional.id"] = transactional_id
+    return conf
+
+
+# --------------------------------------------------------------------------- source
+@dataclass
+class ConsumedBatch:
+    """Raw values with origins, their produce timestamps (ms, -1 unknown) and offset ranges."""
+
+    raw: RawBatch = field(default_factory=RawBatch)
+    timestamps_ms: list[int] = field(default_factory=list)
+    first_offsets: dict[TP, int] = field(default_factory=dict)
+    next_offsets: dict[TP, int] = field(default_factory=dict)
+    """Per partition, the offset to commit once the batch is done (last offset + 1)."""
+
+    def __len__(self) -> int:
+        return len(self.raw)
+
+    def extend(self, messages: list[Message]) -> None:
+        """Add consumed messages (no error) in order; a missing value becomes ``b""``."""
+        if not messages:
+            return
+        self.raw.values.extend([m.value() or b"" for m in messages])
+        # A consumed message always has topic, partition and offset (None only for produce).
+        coords = cast(
+            list[tuple[str, int, int]], [(m.topic(), m.partition(), m.offset()) for m in messages]
+        )
+        self.raw.origins.extend([Origin(t, p, o) for t, p, o in coords])
+        self.timestamps_ms.extend(
+            [ts if kind != 0 else -1 for kind, ts in (m.timestamp() for m in messages)]
+        )
+        first, nxt = self.first_offsets, self.next_offsets
+        for t, p, o in coords:  # the last offset per partition wins
+            tp = (t, p)
+            if tp not in first:
+                first[tp] = o
+            nxt[tp] = o + 1
+
+    def without(self, revoked: set[TP]) -> ConsumedBatch:
+        """The batch minus the values of ``revoked`` partitions (another consumer owns them)."""
+        out = ConsumedBatch()
+        for value, origin, ts in zip(
+            self.raw.values, self.raw.origins, self.timestamps_ms, strict=True
+        ):
+            tp = (origin.source, origin.partition)
+            if tp in revoked:
+                continue
+            out.raw.values.append(value)
+            out.raw.origins.append(origin)
+            out.timestamps_ms.append(ts)
+            out.first_offsets.setdefault(tp, origin.offset)
+            out.next_offsets[tp] = origin.offset + 1
+        return out
+
+
+class KafkaSourceStage:
+    """A subscribed consumer that hands out :class:`ConsumedBatch` es and never auto-commits."""
+
+    def __init__(
+        self,
+        config: dict[str, Any],
+        topics: Sequence[str],
+        on_assign: Callable[[list[TopicPartition]], None] | None = None,
+        on_revoke: Callable[[list[TopicPartition]], None] | None = None,
+        on_lost: Callable[[list[TopicPartition]], None] | None = None,
+    ) -> None:
+        self.topics = list(topics)
+        self.consumer = Consumer(config)
+        self._on_assign = on_assign
+        self._on_revoke = on_revoke
+        self._on_lost = on_lost
+        self._warned: set[str] = set()
+
+    def check_reachable(self, timeout_s: float) -> None:
+        """Fail fast (one line) when no broker answers; warn about missing input topics."""
+        try:
+            meta = self.consumer.list_topics(timeout=timeout_s)
+        except KafkaException as exc:
+            raise KafkaException(
+                KafkaError(exc.args[0].code(), f"no Kafka broker answered: {exc.args[0].str()}")
+            ) from None
+        missing = [t for t in self.topics if t not in meta.topics]
+        if missing:
+            log.warning("input topics not found (yet): %s", ", ".join(missing))
+
+    def subscribe(self) -> None:
+        self.consumer.subscribe(
+            self.topics,
+            on_assign=lambda _c, parts: self._on_assign and self._on_assign(parts),
+            on_revoke=lambda _c, parts: self._on_revoke and self._on_revoke(parts),
+            on_lost=lambda _c, parts: self._on_lost and self._on_lost(parts),
+        )
+
+    def poll_batch(
+        self, max_messages: int, timeout_s: float, idle_s: float = BATCH_IDLE_S
+    ) -> ConsumedBatch:
+        """Up to ``max_messages`` values: waits up to ``timeout_s`` for the first one, then
+        closes at ``max_messages``, ``timeout_s`` after the first, or when nothing new arrived
+        for ``idle_s`` — full batches under load, no waiting for the time bound when sparse.
+        """
+        batch = ConsumedBatch()
+        deadline = time.monotonic() + timeout_s
+        while len(batch) == 0:  # the first value (an error event adds nothing: go on)
+            wait = deadline - time.monotonic()
+            if wait <= 0:
+                return batch
+            first = self.consumer.poll(wait)
+            if first is None:
+                return batch
+            self._add(batch, [first])
+        deadline = time.monotonic() + timeout_s
+        while (remaining := max_messages - len(batch)) > 0:
+            wait = min(deadline - time.monotonic(), idle_s)
+            if wait <= 0:
+                break
+            messages = self.consumer.consume(remaining, wait)
+            if not messages:
+                break
+            self._add(batch, messages)
+        return batch
+
+    def poll_idle(self, timeout_s: float) -> ConsumedBatch:
+        """Serve callbacks (rebalance, commits) without asking for data (partitions paused)."""
+        batch = ConsumedBatch()
+        message = self.consumer.poll(timeout_s)
+        if message is not None:
+            self._add(batch, [message])
+        return batch
+
+    def _add(self, batch: ConsumedBatch, messages: list[Message]) -> None:
+        good = messages
+        if any(m.error() is not None for m in messages):
+            good = []
+            for message in messages:
+                err = message.error()
+                if err is None:
+                    good.append(message)
+                elif err.fatal():
+                    raise KafkaException(err)
+                elif err.code() != KafkaError._PARTITION_EOF:
+                    text = err.str()
+                    if text not in self._warned:  # e.g. unknown topic: once, not per poll
+                        self._warned.add(text)
+                        log.warning("kafka consumer: %s", text)
+        batch.extend(good)
+
+    def assignment(self) -> list[TopicPartition]:
+        return list(self.consumer.assignment())
+
+    def pause_all(self) -> None:
+        parts = self.assignment()
+        if parts:
+            self.consumer.pause(parts)
+
+    def resume_all(self) -> None:
+        parts = self.assignment()
+        if parts:
+            self.consumer.resume(parts)
+
+    def commit(self, offsets: dict[TP, int], asynchronous: bool) -> None:
+        """Commit ``next offset`` per partition (what the group resumes from)."""
+        if offsets:
+            parts = [TopicPartition(t, p, o) for (t, p), o in sorted(offsets.items())]
+            if asynchronous:
+                self.consumer.commit(offsets=parts, asynchronous=True)
+            else:
+                self.consumer.commit(offsets=parts, asynchronous=False)
+
+    def rewind(self, first_offsets: dict[TP, int]) -> None:
+        """Seek back so the batch starting at ``first_offsets`` is consumed again."""
+        for (topic, partition), offset in first_offsets.items():
+            try:
+                self.consumer.seek(TopicPartition(topic, partition, offset))
+            except KafkaException as exc:  # no longer assigned: the new owner re-reads it
+                log.debug("seek %s[%d] skipped: %s", topic, partition, exc)
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+# --------------------------------------------------------------------------- sink
+DeliveryCallback = Callable[[KafkaError | None, Message], None]
+
+
+class KafkaSinkStage:
+    """An idempotent (or transactional) producer; ``produce`` never drops on a full queue."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.producer = Producer(config)
+        self.transactional = bool(config.get("transactional.id"))
+
+    def produce(
+        self, topic: str, value: bytes, key: bytes | None, on_delivery: DeliveryCallback
+    ) -> None:
+        while True:
+            try:
+                self.producer.produce(topic, value, key, on_delivery=on_delivery)
+                return
+            except BufferError:  # local queue full: let the network thread drain it
+                self.producer.poll(0.05)
+
+    def produce_all(
+        self,
+        topic: str,
+        messages: Iterable[tuple[bytes | None, bytes]],
+        on_delivery: DeliveryCallback,
+    ) -> int:
+        produce = self.producer.produce
+        n = 0
+        for key, value in messages:
+            try:
+                produce(topic, value, key, on_delivery=on_delivery)
+            except BufferError:
+                self.produce(topic, value, key, on_delivery)
+            n += 1
+        return n
+
+    def poll(self, timeout_s: float = 0.0) -> int:
+        return int(self.producer.poll(timeout_s))
+
+    def flush(self, timeout_s: float) -> int:
+        """Wait for acknowledgements; returns how many messages are still unacknowledged."""
+        return int(self.producer.flush(timeout_s))
+
+    def pending(self) -> int:
+        return len(self.producer)
+
+    # Transactions (exactly-once mode); thin so tests can wrap one step.
+    def init_transactions(self, timeout_s: float) -> None:
+        self.producer.init_transactions(timeout_s)
+
+    def begin_transaction(self) -> None:
+        self.producer.begin_transaction()
+
+    def send_offsets_to_transaction(
+        self, offsets: list[TopicPartition], group_metadata: Any, timeout_s: float
+    ) -> None:
+        self.producer.send_offsets_to_transaction(offsets, group_metadata, timeout_s)
+
+    def commit_transaction(self, timeout_s: float) -> None:
+        self.producer.commit_transaction(timeout_s)
+
+    def abort_transaction(self, timeout_s: float) -> None:
+        self.producer.abort_transaction(timeout_s)
+
+
+# --------------------------------------------------------------------------- encoding
+def score_messages(records: list[dict[str, Any]]) -> list[tuple[bytes | None, bytes]]:
+    """(key, value) per score record: key = event id (None when the event has none)."""
+    dumps = orjson.dumps
+    return [
+        (None if (eid := r.get("event_id")) is None else str(eid).encode(), dumps(r))
+        for r in records
+    ]
+
+
+def dead_letter_key(record: dict[str, Any]) -> bytes:
+    return f"{record.get('source')}/{record.get('partition')}/{record.get('offset')}".encode()
+
+
+def fit_dead_letter(record: dict[str, Any], max_bytes: int) -> bytes:
+    """Serialise a dead letter; above ``max_bytes`` keep a prefix of the original bytes.
+
+    A truncated dead letter says so (``raw_truncated``) and carries the original's size and
+    sha256, so it can be matched with the full value at its origin (topic/partition/offset).
+    """
+    encoded = orjson.dumps(record)
+    if len(encoded) <= max_bytes:
+        return encoded
+    raw_key = "raw" if "raw" in record else "raw_b64"
+    original = record[raw_key].encode() if raw_key == "raw" else base64.b64decode(record[raw_key])
+    slim = {k: v for k, v in record.items() if k not in ("raw", "raw_b64")}
+    slim["raw_truncated"] = True
+    slim["raw_size"] = len(original)
+    slim["raw_sha256"] = hashlib.sha256(original).hexdigest()
+    # Base64 of a prefix: valid whatever byte the cut lands on; 3/4 of the room for the prefix.
+    room = max(0, (max_bytes - len(orjson.dumps(slim)) - 64) * 3 // 4)
+    slim["raw_b64"] = base64.b64encode(original[:room]).decode("ascii")
+    return orjson.dumps(slim)
+
+
+def dead_letter_messages(
+    records: list[dict[str, Any]], max_bytes: int
+) -> list[tuple[bytes | None, bytes]]:
+    return [(dead_letter_key(r), fit_dead_letter(r, max_bytes)) for r in records]
+
+
+# --------------------------------------------------------------------------- admin
+def ensure_topics(
+    bootstrap: str,
+    topics: dict[str, int],
+    options: dict[str, Any] | None = None,
+    timeout_s: float = 15.0,
+) -> list[str]:
+    """Create the topics that do not exist yet (name -> partitions); returns those created."""
+    admin = AdminClient({**(options or {}), "bootstrap.servers": bootstrap})
+    existing = set(admin.list_topics(timeout=timeout_s).topics)
+    wanted = [NewTopic(name, n, 1) for name, n in topics.items() if name not in existing]
+    if not wanted:
+        return []
+    created = []
+    for name, future in admin.create_topics(wanted, request_timeout=timeout_s).items():
+        try:
+            future.result(timeout_s)
+            created.append(name)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+    return created

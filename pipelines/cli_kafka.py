@@ -1,0 +1,367 @@
+"""``secureai run | produce | tail``: the Kafka commands.
+
+:func:`register` adds them to the ``secureai`` parser (pipelines/cli.py); ``python -m
+pipelines.cli_kafka`` runs them on their own. Errors are one line (``secureai: error: ...``).
+
+* ``run --config configs/pipeline.yml`` — the streaming pipeline (pipelines/kafka_runner.py);
+  SIGTERM/Ctrl-C drains and commits, a second signal stops at once.
+* ``produce --topic T [--events N | --file F.jsonl] [--rate R]`` — stream synthetic or file
+  events into a topic at a target rate, with a progress bar.
+* ``tail --topic security-scores`` — a live view of the highest scores with their reasons.
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import logging
+import os
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from pipelines.cli import CLIError
+
+DEFAULT_CONFIG = "configs/pipeline.yml"
+
+
+# --------------------------------------------------------------------------- run
+def cmd_run(args: argparse.Namespace) -> int:
+    from confluent_kafka import KafkaException
+
+    from pipelines.kafka_config import load_pipeline_config
+    from pipelines.kafka_runner import KafkaPipelineError, run_pipeline
+
+    config = load_pipeline_config(args.config)
+    updates: dict[str, Any] = {}
+    if args.bootstrap_servers:
+        updates["bootstrap_servers"] = args.bootstrap_servers
+    if args.group_id:
+        updates["group_id"] = args.group_id
+    if args.exactly_once:
+        updates["exactly_once"] = True
+    if updates:
+        config = config.model_copy(update={"kafka": config.kafka.model_copy(update=updates)})
+    if args.metrics_port is not None:
+        config = config.model_copy(update={"metrics_port": args.metrics_port})
+    if args.verbose:
+        for name in ("pipelines", "morpheus_ext"):
+            logging.getLogger(name).setLevel(logging.INFO)
+        logging.getLogger().setLevel(logging.INFO)
+    engine = args.engine or config.inference.engine
+    if engine == "morpheus":
+        from pipelines.morpheus_pipeline import MorpheusUnavailable, run_morpheus
+
+        try:
+            run_morpheus(config)
+        except MorpheusUnavailable as exc:
+            raise CLIError(str(exc)) from None
+        return 0
+    if engine != config.inference.engine:
+        config = config.model_copy(
+            update={"inference": config.inference.model_copy(update={"engine": engine})}
+        )
+    k = config.kafka
+    mode = "exactly-once" if k.exactly_once else "at-least-once"
+    print(
+        f"secureai run: {','.join(k.topics)} -> {k.scores_topic} (dead letters: "
+        f"{k.dead_letter_topic}), group {k.group_id}, {mode}, engine {engine}; "
+        "SIGTERM/Ctrl-C drains",
+        flush=True,
+    )
+    try:
+        summary = run_pipeline(config, max_events=args.max_events)
+    except KafkaPipelineError as exc:
+        raise CLIError(str(exc)) from None
+    except KafkaException as exc:
+        raise CLIError(f"Kafka: {exc.args[0].str() if exc.args else exc}") from None
+    except Exception as exc:
+        from morpheus_ext.inference.triton import TritonEngineError
+
+        if isinstance(exc, TritonEngineError):
+            raise CLIError(str(exc)) from None
+        raise
+    state = "drained" if summary.drained else "stopped"
+    print(f"secureai run: {state}: {summary.line()}", flush=True)
+    return 0
+
+
+# --------------------------------------------------------------------------- produce
+def _synthetic_values(args: argparse.Namespace) -> Iterator[tuple[bytes | None, bytes]]:
+    from morpheus_ext.stages.input import frame_source
+    from morpheus_ext.synthetic import SyntheticConfig, generate
+
+    frame = generate(
+        SyntheticConfig(n_events=args.events, anomaly_rate=args.anomaly_rate, seed=args.seed)
+    )
+    for raw in frame_source(frame, batch_size=8192, name="synthetic"):
+        for value in raw.values:
+            yield _key_of(value), value
+
+
+def _file_values(path: Path) -> Iterator[tuple[bytes | None, bytes]]:
+    """Lines as raw bytes, undecoded (a bad line is produced as is: the pipeline rejects it)."""
+    with path.open("rb") as fh:
+        for line in fh:
+            value = line.rstrip(b"\r\n")
+            if value.strip():
+                yield _key_of(value), value
+
+
+def _key_of(value: bytes) -> bytes | None:
+    """Key = the event id when the value is a JSON object that has one."""
+    try:
+        doc = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return None
+    eid = doc.get("event_id") if isinstance(doc, dict) else None
+    return None if eid is None else str(eid).encode()
+
+
+def cmd_produce(args: argparse.Namespace) -> int:
+    from confluent_kafka import KafkaException, Producer
+    from tqdm import tqdm
+
+    from morpheus_ext.stages.kafka import ensure_topics, producer_config
+
+    bootstrap, options = _connection(args)
+    if args.file:
+        path = Path(args.file)
+        if not path.is_file():
+            raise CLIError(f"events file not found: {path}")
+        values: Iterator[tuple[bytes | None, bytes]] = _file_values(path)
+        with path.open("rb") as fh:
+            total: int | None = sum(1 for line in fh if line.strip())
+    else:
+        values = _synthetic_values(args)
+        total = args.events
+    try:
+        if args.partitions:
+            ensure_topics(bootstrap, {args.topic: args.partitions}, options)
+        producer = Producer(producer_config(bootstrap, {**options, "linger.ms": 20}))
+    except KafkaException as exc:
+        raise CLIError(f"Kafka: {exc.args[0].str()}") from None
+    failures: list[str] = []
+
+    def on_delivery(err: Any, _msg: Any) -> None:
+        if err is not None and len(failures) < 5:
+            failures.append(err.str())
+
+    sent = 0
+    started = time.monotonic()
+    with tqdm(
+        total=total, unit="ev", unit_scale=True, disable=args.no_progress, desc="produce"
+    ) as bar:
+        for key, value in values:
+            while True:
+                try:
+                    producer.produce(args.topic, value, key, on_delivery=on_delivery)
+                    break
+                except BufferError:
+                    producer.poll(0.05)
+            sent += 1
+            if sent % 1000 == 0:
+                producer.poll(0)
+                bar.update(1000)
+                if args.rate > 0:  # pace: never ahead of rate * elapsed
+                    ahead = sent / args.rate - (time.monotonic() - started)
+                    if ahead > 0:
+                        time.sleep(ahead)
+        bar.update(sent % 1000)
+        left = producer.flush(60)
+    seconds = time.monotonic() - started
+    if left or failures:
+        raise CLIError(
+            f"{left} events unacknowledged, delivery errors: {'; '.join(failures) or 'none'}"
+        )
+    print(f"produced {sent} events to {args.topic} in {seconds:.1f} s ({sent / seconds:,.0f}/s)")
+    return 0
+
+
+def _connection(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    """bootstrap + librdkafka options (``kafka.common``) from --config / --bootstrap-servers."""
+    options: dict[str, Any] = {}
+    bootstrap = args.bootstrap_servers
+    if args.config and Path(args.config).is_file():
+        from pipelines.kafka_config import load_pipeline_config
+
+        config = load_pipeline_config(args.config)
+        options = dict(config.kafka.common)
+        bootstrap = bootstrap or config.kafka.bootstrap_servers
+    elif args.config and args.config != DEFAULT_CONFIG:
+        raise CLIError(f"config file not found: {args.config}")
+    if not bootstrap:
+        raise CLIError(
+            "give --bootstrap-servers HOST:PORT (or --config with kafka.bootstrap_servers)"
+        )
+    return bootstrap, options
+
+
+# --------------------------------------------------------------------------- tail
+def _reason_text(record: dict[str, Any]) -> str:
+    parts = []
+    for r in record.get("reasons") or []:
+        value = r.get("value")
+        parts.append(f"{r.get('field')}={'?' if value is None else value} (z {r.get('z', 0):.1f})")
+    return ", ".join(parts)
+
+
+def render_top(top: list[tuple[float, int, dict[str, Any]]], seen: int, anomalies: int) -> str:
+    """The table `tail` shows: highest anomaly scores first, with their reasons."""
+    lines = [
+        f"{seen} score records, {anomalies} anomalous; top {len(top)} by anomaly score",
+        f"{'score':>10} {'thresh':>8} {'flag':>4}  {'entity':<18} {'event_id':<18} reasons",
+    ]
+    for score, _, rec in sorted(top, key=lambda t: (-t[0], t[1])):
+        lines.append(
+            f"{score:>10.4g} {rec.get('threshold', 0.0):>8.4g} "
+            f"{'!' if rec.get('is_anomaly') else '':>4}  {str(rec.get('entity'))[:18]:<18} "
+            f"{str(rec.get('event_id'))[:18]:<18} {_reason_text(rec)}"
+        )
+    return "\n".join(lines)
+
+
+def cmd_tail(args: argparse.Namespace) -> int:
+    from confluent_kafka import (
+        OFFSET_BEGINNING,
+        OFFSET_END,
+        Consumer,
+        KafkaException,
+        TopicPartition,
+    )
+
+    bootstrap, options = _connection(args)
+    consumer = Consumer(
+        {
+            **options,
+            "bootstrap.servers": bootstrap,
+            "group.id": f"secureai-tail-{uuid.uuid4().hex[:8]}",  # never committed
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+        }
+    )
+    try:
+        meta = consumer.list_topics(args.topic, timeout=10)
+        topic = meta.topics.get(args.topic)
+        if topic is None or topic.error is not None or not topic.partitions:
+            raise CLIError(f"topic not found: {args.topic}")
+        start = OFFSET_BEGINNING if args.from_beginning else OFFSET_END
+        consumer.assign([TopicPartition(args.topic, p, start) for p in topic.partitions])
+        top: list[tuple[float, int, dict[str, Any]]] = []
+        seen = anomalies = 0
+        interactive = sys.stdout.isatty() and not args.once
+        next_draw = time.monotonic() + args.interval
+        idle_since = time.monotonic()
+        while True:
+            messages = consumer.consume(1000, 0.2)
+            for m in messages:
+                if m.error() is not None or not m.value():
+                    continue
+                try:
+                    rec = orjson.loads(m.value() or b"")
+                except orjson.JSONDecodeError:
+                    continue
+                if not isinstance(rec, dict) or "anomaly_score" not in rec:
+                    continue
+                seen += 1
+                anomalies += bool(rec.get("is_anomaly"))
+                if args.anomalies_only and not rec.get("is_anomaly"):
+                    continue
+                item = (float(rec["anomaly_score"]), seen, rec)
+                if len(top) < args.top:
+                    heapq.heappush(top, item)
+                elif item[0] > top[0][0]:
+                    heapq.heapreplace(top, item)
+            now = time.monotonic()
+            if messages:
+                idle_since = now
+            done = (args.max_records and seen >= args.max_records) or (
+                args.once and now - idle_since >= args.idle_exit
+            )
+            if done:
+                break
+            if interactive and now >= next_draw:
+                next_draw = now + args.interval
+                sys.stdout.write("\x1b[H\x1b[2J" + render_top(top, seen, anomalies) + "\n")
+                sys.stdout.flush()
+    except KafkaException as exc:
+        raise CLIError(f"Kafka: {exc.args[0].str()}") from None
+    except KeyboardInterrupt:
+        pass
+    finally:
+        consumer.close()
+    print(render_top(top, seen, anomalies))
+    return 0
+
+
+# --------------------------------------------------------------------------- parser
+def register(sub: Any) -> None:
+    """Add ``run``, ``produce`` and ``tail`` to the ``secureai`` subparsers."""
+    r = sub.add_parser("run", help="the streaming pipeline: Kafka in, scores + dead letters out")
+    r.add_argument("--config", default=DEFAULT_CONFIG)
+    r.add_argument("--engine", choices=["inprocess", "triton", "morpheus"])
+    r.add_argument("--bootstrap-servers", help="override kafka.bootstrap_servers")
+    r.add_argument("--group-id", help="override kafka.group_id")
+    r.add_argument("--exactly-once", action="store_true", help="Kafka transactions")
+    r.add_argument("--metrics-port", type=int, help="Prometheus metrics port (0: off)")
+    r.add_argument("--max-events", type=int, help="stop (drained) after this many events")
+    r.add_argument("-v", "--verbose", action="store_true", help="log assignments and outages")
+    r.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("produce", help="stream synthetic or file events into a topic")
+    _connection_args(p)
+    p.add_argument("--topic", default="security-events")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--events", type=int, default=100_000, help="synthetic events (default)")
+    src.add_argument("--file", help="a JSONL file, one event per line (sent undecoded)")
+    p.add_argument("--rate", type=float, default=0.0, help="events/s (0: as fast as possible)")
+    p.add_argument("--partitions", type=int, default=0, help="create the topic if missing")
+    p.add_argument("--anomaly-rate", type=float, default=0.02)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_produce)
+
+    t = sub.add_parser("tail", help="live view of the highest scores with their reasons")
+    _connection_args(t)
+    t.add_argument("--topic", default="security-scores")
+    t.add_argument("--top", type=int, default=15)
+    t.add_argument("--from-beginning", action="store_true")
+    t.add_argument("--anomalies-only", action="store_true")
+    t.add_argument("--interval", type=float, default=1.0, help="seconds between redraws")
+    t.add_argument("--once", action="store_true", help="print once when the topic goes idle")
+    t.add_argument("--idle-exit", type=float, default=2.0, help="with --once: idle seconds")
+    t.add_argument("--max-records", type=int, default=0, help="stop after this many records")
+    t.set_defaults(func=cmd_tail)
+
+
+def _connection_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--bootstrap-servers", help="HOST:PORT[,HOST:PORT]")
+    p.add_argument(
+        "--config", default=DEFAULT_CONFIG, help="take bootstrap + client options from it"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Standalone entry (``python -m pipelines.cli_kafka``), with secureai's error handling."""
+    from pipelines import cli
+
+    parser = argparse.ArgumentParser(prog="secureai")
+    parser.add_argument("--debug", action="store_true")
+    register(parser.add_subparsers(dest="command", required=True))
+    original: Callable[[], argparse.ArgumentParser] = cli.build_parser
+    cli.build_parser = lambda: parser
+    try:
+        return cli.main(argv)
+    finally:
+        cli.build_parser = original
+
+
+if __name__ == "__main__":
+    if os.environ.get("SECUREAI_KAFKA_LOG"):
+        logging.basicConfig(level=os.environ["SECUREAI_KAFKA_LOG"])
+    sys.exit(main())

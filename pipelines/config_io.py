@@ -1,0 +1,41 @@
+"""Loading YAML configs into pydantic models, every problem one line (no training imports).
+
+Torch-free, so the lean serving image (``secureai run``, ``secureai serve-api``) can load its
+configs; :mod:`pipelines.config` re-exports everything here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+
+class ConfigError(ValueError):
+    """A config that cannot be loaded (message is one user-facing line)."""
+
+
+C = TypeVar("C", bound=BaseModel)
+
+
+def load_config(path: str | Path, model: type[C]) -> C:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        doc = yaml.safe_load(path.read_text()) or {}
+        config = model.model_validate(doc)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        raise ConfigError(f"{path}: {where}: {err['msg']}") from exc
+    return config
+
+
+def dump_config(config: BaseModel, path: Path) -> Path:
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+    return path

@@ -1,0 +1,242 @@
+"""Start and stop a real Kafka-protocol broker (Tansu) for tests, benchmarks and local runs.
+
+Tansu 0.6.0 is a single static binary (installed by ``scripts/kafka/install.sh`` into
+``.kafka/bin/tansu``) that speaks the Kafka wire protocol; with ``memory://`` storage it is ready
+in milliseconds and leaves nothing on disk. This module is plain standard library so any Python
+can drive it like an external service::
+
+    with KafkaBroker(tmp_path) as broker:
+        Producer({"bootstrap.servers": broker.bootstrap})
+
+Measured quirks (see docs/kafka.md): the broker panics when its port is taken, so a free port is
+picked and the process is checked after start (and restarted on another port if it died);
+readiness is a real Kafka ``ApiVersions`` round trip, not just an open socket.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import signal
+import socket
+import struct
+import subprocess
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+HOST = "127.0.0.1"
+INSTALL_SCRIPT = "scripts/kafka/install.sh"
+
+
+class BrokerNotInstalled(RuntimeError):
+    """The Tansu binary is missing; the message says how to install it."""
+
+
+class BrokerStartError(RuntimeError):
+    """The broker exited or did not answer in time; the message carries its log tail."""
+
+
+def tansu_binary() -> Path:
+    """``$TANSU_BIN``, else ``$KAFKA_HOME/bin/tansu``, else ``<repo>/.kafka/bin/tansu``."""
+    if os.environ.get("TANSU_BIN"):
+        return Path(os.environ["TANSU_BIN"])
+    home = Path(os.environ.get("KAFKA_HOME") or REPO_ROOT / ".kafka")
+    return home / "bin" / "tansu"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def api_versions_ok(host: str, port: int, timeout: float = 1.0) -> bool:
+    """One Kafka ``ApiVersions`` v0 request; True when the broker answers without error."""
+    client_id = b"secureai-readiness"
+    body = struct.pack(">hhih", 18, 0, 1, len(client_id)) + client_id
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as s:
+            s.sendall(struct.pack(">i", len(body)) + body)
+            head = _recv_exactly(s, 4)
+            (size,) = struct.unpack(">i", head)
+            payload = _recv_exactly(s, size)
+    except OSError:
+        return False
+    if len(payload) < 6:
+        return False
+    correlation_id, error_code = struct.unpack(">ih", payload[:6])
+    return correlation_id == 1 and error_code == 0
+
+
+def _recv_exactly(s: socket.socket, n: int) -> bytes:
+    buf = b""
+    while len(buf) < n:
+        chunk = s.recv(n - len(buf))
+        if not chunk:
+            raise OSError("connection closed")
+        buf += chunk
+    return buf
+
+
+class KafkaBroker:
+    """One Tansu broker process on 127.0.0.1 with in-memory storage.
+
+    ``workdir`` receives the broker log (``tansu.log``). ``port`` 0 (default) picks a free port.
+    """
+
+    def __init__(
+        self,
+        workdir: str | Path,
+        port: int = 0,
+        binary: str | Path | None = None,
+        storage: str = "memory://tansu/",
+        ready_timeout_s: float = 15.0,
+    ) -> None:
+        self.workdir = Path(workdir)
+        self.requested_port = port
+        self.binary = Path(binary) if binary else tansu_binary()
+        self.storage = storage
+        self.ready_timeout_s = ready_timeout_s
+        self.port = 0
+        self.log_path = self.workdir / "tansu.log"
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        """``bootstrap.servers`` for clients."""
+        if not self.port:
+            raise RuntimeError("broker not started")
+        return f"{HOST}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._proc is None else self._proc.pid
+
+    def is_alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self) -> KafkaBroker:
+        if not (self.binary.is_file() and os.access(self.binary, os.X_OK)):
+            raise BrokerNotInstalled(
+                f"Tansu broker not found at {self.binary}; run {INSTALL_SCRIPT} (or set TANSU_BIN)"
+            )
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        atexit.register(self.stop)  # never leave a broker behind a crashed test run
+        attempts = 1 if self.requested_port else 3
+        last = ""
+        for _ in range(attempts):
+            self.port = self.requested_port or free_port()
+            self._launch()
+            try:
+                self._wait_ready()
+                return self
+            except BrokerStartError as exc:
+                last = str(exc)
+                self.stop()
+        raise BrokerStartError(last)
+
+    def _launch(self) -> None:
+        url = f"tcp://{HOST}:{self.port}"
+        self._log = self.log_path.open("ab")
+        env = dict(os.environ)
+        env.setdefault("RUST_LOG", "warn")
+        self._proc = subprocess.Popen(
+            [
+                str(self.binary),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                self.storage,
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.ready_timeout_s
+        while time.monotonic() < deadline:
+            if not self.is_alive():
+                raise BrokerStartError(f"tansu exited at start: {self.log_tail()}")
+            if api_versions_ok(HOST, self.port):
+                # It answered; make sure it did not panic right after binding.
+                time.sleep(0.05)
+                if self.is_alive():
+                    return
+            time.sleep(0.05)
+        raise BrokerStartError(
+            f"tansu not ready on {HOST}:{self.port} after {self.ready_timeout_s:.0f} s: "
+            f"{self.log_tail()}"
+        )
+
+    def log_tail(self, lines: int = 5) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return "(no log)"
+        return " | ".join(text[-lines:]) or "(empty log)"
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """SIGTERM, then SIGKILL; safe to call twice."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                proc.wait(timeout_s)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        atexit.unregister(self.stop)
+
+    def __enter__(self) -> KafkaBroker:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def main() -> int:
+    """``python scripts/kafka/broker.py [PORT]``: run a broker in the foreground until Ctrl-C."""
+    import sys
+    import tempfile
+
+    port = int(sys.argv[1]) if len(sys.argv) > 1 else 9092
+
+    def on_term(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    with tempfile.TemporaryDirectory() as tmp, KafkaBroker(tmp, port=port) as broker:
+        print(f"tansu on {broker.bootstrap} (in-memory storage; Ctrl-C stops it)", flush=True)
+        try:
+            while broker.is_alive():
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            return 0
+        print(f"tansu exited: {broker.log_tail()}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
