@@ -180,6 +180,22 @@ def test_new_country_tops_the_reasons_in_words(spec: FeatureSpec, engine: InProc
     assert record["entity_score"] > 2.0
 
 
+def test_rows_without_an_entity_and_empty_batches(spec: FeatureSpec) -> None:
+    baselines = EntityBaselines(spec, FingerprintConfig(enabled=True))
+    frame = pd.DataFrame(
+        {
+            "event_id": ["x", "y"],
+            "event_type": ["auth"] * 2,
+            "timestamp": ["2026-11-01T00:00:00Z"] * 2,
+        }
+    )
+    batch = Featurizer(spec).transform(frame)
+    scores = baselines.observe(batch, _fake_outputs(2, spec))
+    assert not scores.entity_baseline.any() and len(baselines) == 0
+    empty = Featurizer(spec).transform(frame.iloc[:0])
+    assert len(baselines.observe(empty, _fake_outputs(0, spec))) == 0
+
+
 # --------------------------------------------------------------------------- durability
 def _run(
     spec: FeatureSpec, batches: list[Batch], start: int = 0, base: EntityBaselines | None = None

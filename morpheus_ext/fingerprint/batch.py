@@ -296,7 +296,7 @@ def extract(
     score = outputs["ANOMALY_SCORE"].reshape(-1).astype(np.float64)
     thr = outputs["THRESHOLD"].reshape(-1).astype(np.float64)
     g = np.log(np.maximum(score, 1e-12) / np.maximum(thr, 1e-12)).astype(np.float32)
-    field_z = np.asarray(outputs["FIELD_Z"], dtype=np.float32).reshape(n, -1)
+    field_z = np.asarray(outputs["FIELD_Z"], dtype=np.float32).reshape(n, plan.n_fields)
     flagged = (
         outputs["IS_ANOMALY"].reshape(-1).astype(bool) if "IS_ANOMALY" in outputs else (score > thr)
     )

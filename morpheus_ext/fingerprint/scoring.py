@@ -87,7 +87,9 @@ def _distinct(ids: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.nd
 
 
 def locate(state: BaselineState, index: EntityIndex, keys: BatchKeys, probes: int) -> Located:
-    entity_rows = index.lookup(keys.entities)
+    # a batch without any entity still gets one (absent) entity, so per-entity arrays are
+    # never empty; every row points at it through code -1 and is masked as unknown
+    entity_rows = index.lookup(keys.entities) if len(keys.entities) else np.full(1, -1)
     code = keys.entity_code
     rows = np.where(code >= 0, entity_rows[np.maximum(code, 0)], -1)
     e = len(keys.entities)
