@@ -62,7 +62,7 @@ class KafkaSettings(_Strict):
     batch_size: int = Field(default=4096, ge=1, le=100_000)
     """A batch closes at this many events ..."""
     batch_timeout_ms: int = Field(default=50, ge=1, le=60_000)
-    """... or this long after the poll started, whichever comes first."""
+    """... or this long after its first event (or when nothing new arrived for 5 ms)."""
     max_inflight_batches: int = Field(default=4, ge=1, le=64)
     """At-least-once: batches produced but not yet acknowledged; bounds replays after a crash."""
     exactly_once: bool = False

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import os
 import signal
 import socket
@@ -30,6 +31,20 @@ from typing import IO
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
 INSTALL_SCRIPT = "scripts/kafka/install.sh"
+
+
+try:  # loaded here, not in the child: only a plain prctl call runs between fork and exec
+    _LIBC: ctypes.CDLL | None = ctypes.CDLL("libc.so.6", use_errno=True)
+except OSError:
+    _LIBC = None
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM when the process that started the broker dies, even by
+    SIGKILL (atexit cannot run then), so a killed test run leaves no broker behind."""
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class BrokerNotInstalled(RuntimeError):
@@ -161,6 +176,7 @@ class KafkaBroker:
             stdin=subprocess.DEVNULL,
             env=env,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
 
     def _wait_ready(self) -> None:
