@@ -69,8 +69,12 @@ test: setup triton kafka ops-tools lint typecheck
 models: setup
 	$(VENV)/bin/secureai train --config configs/centralized.yml --publish triton_model_repository
 
-bench: setup
+bench: setup triton kafka  ## every benchmark; each rewrites its own section of docs/benchmarks.md
 	$(PY) benchmarks/bench_inprocess.py --out docs/benchmarks.md
+	$(PY) benchmarks/bench_triton.py --out docs/benchmarks.md
+	$(PY) benchmarks/bench_kafka.py --out docs/benchmarks.md
+	$(PY) benchmarks/bench_fingerprint.py --out docs/benchmarks.md
+	$(PY) benchmarks/bench_fl.py --out docs/benchmarks.md
 
 clean:
-	rm -rf $(VENV) .triton-venv runs .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .triton-venv .kafka runs .pytest_cache .mypy_cache .ruff_cache

@@ -14,7 +14,6 @@ alone) with the acceptance checks (``criteria``) evaluated.
 from __future__ import annotations
 
 import os
-import platform
 import shutil
 import time
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from federated.config import FLConfig, merge_overrides
 from federated.runs import evaluate_on_test
 from federated.simulation import simulate
 from federated.training import TrainConfig
+from morpheus_ext.markdown_sections import cpu_model, update_section
 from pipelines.config import CentralizedConfig, EvaluationConfig, dump_config
 from pipelines.rundir import environment, new_run_dir, write_json
 from pipelines.train import train_centralized
@@ -220,20 +220,6 @@ def _robustness_figure(rows: list[dict[str, Any]], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-def update_section(path: Path, section: str, body: str) -> None:
-    """Replace the text between this section's markers, or append the section."""
-    begin, end = f"<!-- fl_compare:{section}:begin -->", f"<!-- fl_compare:{section}:end -->"
-    block = f"{begin}\n{body.rstrip()}\n{end}\n"
-    text = path.read_text() if path.exists() else ""
-    if begin in text and end in text:
-        head, rest = text.split(begin, 1)
-        _, tail = rest.split(end, 1)
-        text = head + block.rstrip("\n") + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + block
-    path.write_text(text)
-
-
 def evaluate_criteria(
     rows: list[dict[str, Any]], criteria: list[Criterion]
 ) -> list[dict[str, Any]]:
@@ -255,15 +241,7 @@ def evaluate_criteria(
 
 
 def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} logical cores"
+    return f"{cpu_model()}, {os.cpu_count()} logical cores"
 
 
 def compare(config: CompareConfig, run_dir: Path | None = None) -> CompareResult:
@@ -322,5 +300,5 @@ def compare(config: CompareConfig, run_dir: Path | None = None) -> CompareResult
         ]
         if check_lines:
             parts.append("Checks:\n\n" + check_lines)
-        update_section(config.report.results_md, config.report.section, "\n".join(parts))
+        update_section(config.report.results_md, f"fl_compare:{config.report.section}", parts)
     return CompareResult(out, rows, checks, figure)

@@ -11,7 +11,7 @@ reproducible from it.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -52,6 +52,25 @@ class PublicDataConfig(_Strict):
     """A served ``dfp_encoder`` ONNX file: take the normalizer from it instead of fitting one
     on ``source``. The production choice: ``secureai model publish`` refuses a model trained
     with another normalizer than the served encoder's."""
+
+
+class InitialModelConfig(_Strict):
+    """Start the global model from a version a Triton model repository serves (warm start).
+
+    Real retraining continues from production: round 1 sends every site the served
+    ``dfp_autoencoder`` weights (read from its ``model.onnx``, :mod:`federated.warm_start`)
+    instead of a seeded random initialisation, and the run's normalizer is the served
+    ``dfp_encoder``'s (``public.encoder`` may be left unset; if set it must be that file). The
+    run refuses to start when the version's architecture or feature spec hash differs from the
+    run's. The version (resolved to a number before the run) and the sha256 of its ONNX files
+    are recorded as the run's ``initial_model`` (``fl_result.json``, ``run.json``, checkpoint and
+    manifests).
+    """
+
+    repository: Path = Path("triton_model_repository")
+    version: Annotated[int, Field(ge=1)] | Literal["served", "latest"] = "served"
+    """``served``: what Triton serves (a rollback pin included); ``latest``: the highest
+    version number; or a version number."""
 
 
 class FederationConfig(_Strict):
@@ -140,6 +159,8 @@ class FLConfig(_Strict):
     data: DataConfig
     sites: SiteSplitConfig = Field(default_factory=SiteSplitConfig)
     public: PublicDataConfig
+    initial_model: InitialModelConfig | None = None
+    """``None`` (default): seeded random initial weights, as every run before warm start."""
     model: ModelConfig = Field(default_factory=ModelConfig)
     federation: FederationConfig = Field(default_factory=FederationConfig)
     strategy: StrategyConfig = Field(default_factory=StrategyConfig)

@@ -4,9 +4,11 @@ Nothing new here on purpose: the global weights go through the same calibration
 (``federated.calibration``), ONNX export (``federated.export``) and repository writer
 (``federated.triton_repo``) as a centralized run, into ``<run_dir>/model_repository``, so the
 publish step and Triton treat both alike. The manifest adds what only a federated version has:
-``fl_run_id``, ``rounds`` and ``dp`` (noise multiplier, clipping norm, delta, the epsilon each
-site spent, accountant ``rdp``). The run also leaves the checkpoint (``<run_dir>/model/``) that
-``secureai model publish`` turns into a site's next served version.
+``fl_run_id``, ``rounds``, ``dp`` (noise multiplier, clipping norm, delta, the epsilon each
+site spent, accountant ``rdp``) and ``initial_model`` (the served version a warm-started run
+began from: repository, version, sha256 of its ONNX files; ``None`` for a random start). The
+run also leaves the checkpoint (``<run_dir>/model/``) that ``secureai model publish`` turns into
+a site's next served version.
 
 Calibration uses the run's public sample, like the normalizer: the threshold and per-field
 statistics ship with the model outside the DP guarantee, so no site's private rows go into them.

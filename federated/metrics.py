@@ -80,6 +80,21 @@ class FLMetrics:
             ["site"],
             registry=r,
         )
+        # What the sites (ClientApps) report in their train replies, relayed per site: the
+        # client side runs one short process per message, so it has no endpoint to scrape
+        # (each site also rewrites its own textfile, see ClientMetrics).
+        self.local_steps = Counter(
+            "secureai_fl_local_steps_total",
+            "Local optimizer steps a site reports having taken, summed over the run's rounds.",
+            ["site"],
+            registry=r,
+        )
+        self.budget_left = Gauge(
+            "secureai_fl_budget_left_epsilon",
+            "Lifetime privacy budget a site has left (its ledger, after its last round).",
+            ["site"],
+            registry=r,
+        )
 
     def write_textfile(self, path: Path) -> None:
         """Atomic rewrite (temp file + rename), safe for a node-exporter textfile collector."""
@@ -90,3 +105,74 @@ class FLMetrics:
         """Start the HTTP endpoint; returns the server (``.shutdown()`` it at the end)."""
         server, _thread = start_http_server(port, addr=host, registry=self.registry)
         return server
+
+
+class ClientMetrics:
+    """A site's own view (the ClientApp side), rewritten as a textfile after each local round.
+
+    Flower runs the ClientApp once per message, in a fresh process in the deployment engine,
+    so nothing on the client side lives long enough to be scraped: the site rewrites
+    ``<ledger>.prom`` next to its privacy ledger (its own disk), for a node-exporter textfile
+    collector on the site's host. The same numbers reach the coordinator in the train reply
+    (``local-steps``, ``epsilon``, ``budget-left-epsilon``) and are exported there per site
+    by :class:`FLMetrics`.
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.round = Gauge(
+            "secureai_fl_client_round", "Last round this site trained.", ["site"], registry=r
+        )
+        self.local_steps = Gauge(
+            "secureai_fl_client_local_steps",
+            "Local optimizer steps of the site's last round.",
+            ["site"],
+            registry=r,
+        )
+        self.run_local_steps = Gauge(
+            "secureai_fl_client_run_local_steps",
+            "Local optimizer steps of the site in the current run so far (DP accountant).",
+            ["site"],
+            registry=r,
+        )
+        self.epsilon = Gauge(
+            "secureai_fl_client_epsilon",
+            "Privacy spent by the site in the current run so far (0 without DP).",
+            ["site"],
+            registry=r,
+        )
+        self.budget = Gauge(
+            "secureai_fl_client_budget_epsilon",
+            "The site's lifetime privacy budget (its ledger).",
+            ["site"],
+            registry=r,
+        )
+        self.budget_left = Gauge(
+            "secureai_fl_client_budget_left_epsilon",
+            "Lifetime privacy budget the site has left after its last round.",
+            ["site"],
+            registry=r,
+        )
+
+    def record_round(
+        self,
+        site: str,
+        server_round: int,
+        local_steps: int,
+        run_steps: int,
+        epsilon: float,
+        budget: float,
+        budget_left: float,
+    ) -> None:
+        self.round.labels(site).set(server_round)
+        self.local_steps.labels(site).set(local_steps)
+        self.run_local_steps.labels(site).set(run_steps)
+        self.epsilon.labels(site).set(epsilon)
+        self.budget.labels(site).set(budget)
+        self.budget_left.labels(site).set(budget_left)
+
+    def write_textfile(self, path: Path) -> None:
+        """Atomic rewrite (temp file + rename), safe for a node-exporter textfile collector."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_to_textfile(str(path), self.registry)

@@ -4,8 +4,9 @@
 what it does: it watches the messages going out and the replies coming back, and hands them on
 untouched. Per round it records how many sites were sampled, returned, failed (error reply, e.g.
 a refused privacy budget or a crash) or timed out (no reply within the round timeout), the
-weighted train and validation losses, each site's epsilon so far, and the norm of each update
-(local - global): the number that exposes a poisoned update.
+weighted train and validation losses, each site's epsilon so far, the norm of each update
+(local - global): the number that exposes a poisoned update, and what each site reports about
+itself (local optimizer steps, lifetime privacy budget left).
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ class RoundRecord:
     epsilon_max: float = 0.0
     update_norm: dict[str, float] = field(default_factory=dict)
     samples_per_s: float | None = None
+    local_steps: dict[str, int] = field(default_factory=dict)
+    budget_left_epsilon: dict[str, float] = field(default_factory=dict)
 
 
 def _weighted(values: list[tuple[float, float]]) -> float | None:
@@ -94,6 +97,10 @@ class RoundMonitor:
                 speeds.append(float(m["samples-per-s"]))  # type: ignore[arg-type]
             if float(m.get("noise-multiplier", 0.0)) > 0:  # type: ignore[arg-type]
                 self.epsilon[site] = float(m["epsilon"])  # type: ignore[arg-type]
+            if "local-steps" in m:
+                rec.local_steps[site] = int(m["local-steps"])  # type: ignore[arg-type]
+            if "budget-left-epsilon" in m:
+                rec.budget_left_epsilon[site] = float(m["budget-left-epsilon"])  # type: ignore[arg-type]
             arrays = next(iter(msg.content.array_records.values()))
             sq = sum(
                 float(np.sum((v.numpy().astype(np.float64) - self._global[k]) ** 2))
@@ -144,6 +151,10 @@ class RoundMonitor:
         m.epsilon_max.set(rec.epsilon_max)
         for site, norm in rec.update_norm.items():
             m.update_norm.labels(site).set(norm)
+        for site, steps in rec.local_steps.items():
+            m.local_steps.labels(site).inc(steps)
+        for site, left in rec.budget_left_epsilon.items():
+            m.budget_left.labels(site).set(left)
         m.round_seconds.set(rec.seconds)
         self._flush_textfile()
 

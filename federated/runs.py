@@ -2,11 +2,13 @@
 
 Shared by the simulation and deployment launchers, so both leave the same files behind:
 
-* ``config.yaml``: the resolved config the ServerApp and every ClientApp read;
+* ``config.yaml``: the resolved config the ServerApp and every ClientApp read (with a warm
+  start, ``initial_model`` pinned to a version number);
 * ``fl_result.json`` (written by the ServerApp), ``rounds.jsonl``, ``metrics.prom``;
 * ``model_repository/``: the exported global model with its manifest;
 * ``evaluation/``: test-set metrics and report, when the config names test data;
-* ``run.json``: kind, seeds, versions, data, DP parameters and epsilon, metrics, timings.
+* ``run.json``: kind, seeds, versions, data, the initial model (warm start), DP parameters and
+  epsilon, metrics, timings.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from federated.launcher import FLRunFailed
 from federated.monitor import ROUNDS_FILE
 from federated.server import RESULT_FILE
 from federated.sites import load_federated_data
+from federated.warm_start import load_initial_model, resolve_version
+from morpheus_ext.feature_spec import load_spec
 from pipelines.config import DataConfig, DataSource, dump_config
 from pipelines.rundir import environment, new_run_dir, write_json
 from pipelines.train import MODEL_REPOSITORY
@@ -44,7 +48,8 @@ def _absolute(source: DataSource | None, base: Path) -> DataSource | None:
 
 def prepare_run_dir(config: FLConfig, run_dir: Path | None = None) -> tuple[FLConfig, Path]:
     """Create the run directory and write the resolved config with absolute paths (the Flower
-    processes may run in another working directory)."""
+    processes may run in another working directory) and ``initial_model.version`` pinned to a
+    number (a publish during the run cannot change what the run starts from)."""
     base = Path.cwd()
     data = config.data.model_copy(
         update={
@@ -62,7 +67,16 @@ def prepare_run_dir(config: FLConfig, run_dir: Path | None = None) -> tuple[FLCo
     privacy = config.privacy
     if privacy.ledger_dir is not None and not privacy.ledger_dir.is_absolute():
         privacy = privacy.model_copy(update={"ledger_dir": (base / privacy.ledger_dir).resolve()})
-    resolved = config.model_copy(update={"data": data, "public": public, "privacy": privacy})
+    initial = config.initial_model
+    if initial is not None:
+        # Pin "served"/"latest" to a number, and check + load it now: a version that cannot
+        # start this run fails here, in one line, before any Flower process starts.
+        initial = initial.model_copy(update={"repository": (base / initial.repository).resolve()})
+        initial = initial.model_copy(update={"version": resolve_version(initial)})
+        load_initial_model(initial, config.model, load_spec(config.data.spec), public.encoder)
+    resolved = config.model_copy(
+        update={"data": data, "public": public, "privacy": privacy, "initial_model": initial}
+    )
     if run_dir is None:
         run_dir = new_run_dir(config.runs_dir, config.name)
     run_dir = run_dir.resolve()
@@ -142,7 +156,11 @@ def finish_run(
             "fl_run_id": result.get("fl_run_id"),
             "flower_run_id": result.get("flower_run_id"),
             "flower_status": flower_status,
-            "seeds": {"global": config.seed, "model_init": config.seed},
+            "seeds": {
+                "global": config.seed,
+                "model_init": result.get("seeds", {}).get("model_init"),
+            },
+            "initial_model": result.get("initial_model"),
             "environment": environment(),
             "data": data.info,
             "public": result.get("public"),

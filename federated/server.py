@@ -5,6 +5,8 @@
    order, so a seed picks the same sites in every run (partial participation is repeatable).
 2. Fit the normalizer on the public sample (never on a site's rows) and build the initial
    model from the run seed: every site starts from the same weights in the same feature space.
+   With ``initial_model`` (warm start, :mod:`federated.warm_start`) both come from a served
+   version instead: its ``dfp_autoencoder`` weights and the served ``dfp_encoder``.
 3. Run the configured robust strategy (:mod:`federated.strategy`) wrapped by the round monitor
    (:mod:`federated.monitor`): ``rounds.jsonl``, ``metrics.prom`` after every round, and an
    HTTP ``/metrics`` endpoint while the run lasts when a port is configured. Each round waits
@@ -45,6 +47,7 @@ from federated.sampling import SiteOrderedGrid
 from federated.sites import fit_public_inputs
 from federated.strategy import build_strategy
 from federated.training import evaluate_loss, seed_everything
+from federated.warm_start import load_initial_model
 from morpheus_ext.feature_spec import load_spec
 from pipelines.rundir import environment, write_json
 
@@ -133,17 +136,26 @@ def run_federated(
     random.seed(config.seed)
 
     spec = load_spec(config.data.spec)
-    public = fit_public_inputs(
-        config.public.source, spec, config.data.fit_on, config.public.encoder
+    warm = (
+        None
+        if config.initial_model is None
+        else load_initial_model(config.initial_model, config.model, spec, config.public.encoder)
     )
+    # Warm start: the served version's weights *and* its encoder (one feature space with it).
+    encoder = config.public.encoder if warm is None else warm.encoder_path
+    public = fit_public_inputs(config.public.source, spec, config.data.fit_on, encoder)
     np.savez(
         run_dir / "normalizer.npz",
         center=public.normalizer.center,
         scale=public.normalizer.scale,
         clip=public.normalizer.clip,
     )
-    initial = build_autoencoder(config.model, spec.tensor_width, seed=config.seed)
-    initial_arrays = ArrayRecord(initial.state_dict())
+    if warm is None:
+        initial_state = build_autoencoder(config.model, spec.tensor_width, config.seed).state_dict()
+    else:
+        initial_state = warm.state_dict
+    initial_arrays = ArrayRecord(initial_state)
+    initial_info = None if warm is None else warm.info
 
     metrics = FLMetrics()
     metrics.info.labels(
@@ -188,6 +200,7 @@ def run_federated(
             "rounds": config.federation.rounds,
             "rounds_completed": summary["rounds_completed"],
             "strategy": config.strategy.name,
+            "initial_model": initial_info,
             "sites": len(reports),
             "metrics": {
                 "final_validation_loss": summary["final_validation_loss"],
@@ -211,9 +224,10 @@ def run_federated(
         "fl_run_id": fl_run_id,
         "flower_run_id": flower_run_id,
         "seconds": time.time() - started,
-        "seeds": {"global": config.seed, "model_init": config.seed},
+        "seeds": {"global": config.seed, "model_init": None if warm else config.seed},
         "environment": environment(),
         "public": public.info,
+        "initial_model": initial_info,
         "initial_public_loss": monitor.initial_public_loss,
         "summary": summary,
         "privacy_reports": reports,

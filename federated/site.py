@@ -26,6 +26,7 @@ from federated.attacks import poison
 from federated.config import FLConfig
 from federated.dp_training import train_dp_round
 from federated.ledger import PrivacyLedger
+from federated.metrics import ClientMetrics
 from federated.models import build_autoencoder
 from federated.privacy import ACCOUNTANT, SitePrivacyState, plan_noise
 from federated.sites import load_federated_data
@@ -115,6 +116,7 @@ class Site:
                     "noise-multiplier": dp.noise_multiplier,
                     "sample-rate": dp.sample_rate,
                     "steps": dp.steps,
+                    "local-steps": stats.steps,
                     "delta": dp.delta,
                 }
             )
@@ -138,9 +140,13 @@ class Site:
                     "noise-multiplier": 0.0,
                     "sample-rate": 0.0,
                     "steps": 0,
+                    "local-steps": len(history)
+                    * max(1, -(-len(self.x_train) // cfg.local.batch_size)),
                     "delta": 0.0,
                 }
             )
+        metrics["budget-left-epsilon"] = ledger.budget_epsilon - ledger.spent()[0]
+        self._write_metrics(server_round, metrics, ledger.budget_epsilon)
         state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         malicious = self.index in cfg.attack.malicious_sites
         if malicious:
@@ -161,6 +167,22 @@ class Site:
             }
         )
         return SiteUpdate(state, metrics), dp
+
+    def _write_metrics(
+        self, server_round: int, metrics: dict[str, float | int], budget: float
+    ) -> None:
+        """The site's own metrics textfile next to its ledger (``ClientMetrics``)."""
+        client = ClientMetrics()
+        client.record_round(
+            self.name,
+            server_round,
+            int(metrics["local-steps"]),
+            int(metrics["steps"]),
+            float(metrics["epsilon"]),
+            budget,
+            float(metrics["budget-left-epsilon"]),
+        )
+        client.write_textfile(self.ledger_path.with_suffix(".prom"))
 
     def evaluate(self, global_state: StateDict) -> dict[str, float | int]:
         """Validation loss of the global model on this site's validation rows."""

@@ -38,7 +38,7 @@ from morpheus_ext.feature_spec import FeatureSpec, load_spec
 from morpheus_ext.featurizer import Featurizer
 from morpheus_ext.normalizer import Normalizer
 from pipelines.config import DataConfig, DataSource
-from pipelines.train import _split, load_source
+from pipelines.train import load_source, split_rows
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,7 @@ def _load(data: DataConfig, split: SiteSplitConfig, seed: int) -> FederatedData:
     tensor = np.asarray(batch.tensor)
     labels = Featurizer(spec).labels(batch.frame)
     fit_rows = np.flatnonzero(_fit_mask(labels, len(tensor), data.fit_on))
-    tr, va = _split(len(fit_rows), data.val_fraction, seed)
+    tr, va = split_rows(len(fit_rows), data.val_fraction, seed)
     if split.column not in batch.frame.columns:
         raise ValueError(f"sites.column {split.column!r} is not a column of the training data")
     column = batch.frame[split.column].to_numpy()[fit_rows]

@@ -55,6 +55,14 @@ class FeaturizedBatch:
     positions: np.ndarray
     frame: pd.DataFrame
     rejects: list[Reject] = field(default_factory=list)
+    categories: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+    """Per categorical column present: ``(codes, uniques)`` as the featurizer factorized it,
+    ``codes[i]`` the index of row i's value in ``uniques`` (-1: missing), an array of the
+    frame's backend (CuPy on cuDF); ``uniques`` on the host. Reused by the per-entity
+    baselines, so a batch is factorized once. ``uniques`` may hold values of rejected rows."""
+    times: Any = None
+    """Event time of each row, epoch seconds (float64, NaN: missing; backend array), or None
+    without time features."""
 
     def __len__(self) -> int:
         return len(self.positions)
@@ -124,11 +132,12 @@ class Featurizer:
         numeric: dict[str, Any] = {}
         codes: dict[str, Any] = {}
         luts: dict[str, Any] = {}
+        uniques: dict[str, Any] = {}
         for slot in self.layout.fields:
             if slot.kind == "numeric" and slot.name in frame.columns:
                 numeric[slot.name] = self._numeric(backend, frame[slot.name], slot, reasons)
             elif slot.kind == "categorical" and slot.name in frame.columns:
-                codes[slot.name], luts[slot.name] = self._buckets(
+                codes[slot.name], luts[slot.name], uniques[slot.name] = self._buckets(
                     backend, frame[slot.name], slot, reasons
                 )
         times = None
@@ -148,7 +157,15 @@ class Featurizer:
             times = times[take] if times is not None else None
         tensor = self._tensor(backend, len(keep), numeric, codes, luts, times)
         host = backend.to_host_frame(frame).reset_index(drop=True)
-        return FeaturizedBatch(tensor=tensor, positions=keep, frame=host, rejects=rejects)
+        categories = {k: (v, uniques[k]) for k, v in codes.items()}
+        return FeaturizedBatch(
+            tensor=tensor,
+            positions=keep,
+            frame=host,
+            rejects=rejects,
+            categories=categories,
+            times=times,
+        )
 
     def _numeric(self, backend: Backend, col: Any, slot: FieldSlot, reasons: dict[int, str]) -> Any:
         xp = backend.xp
@@ -247,8 +264,9 @@ class Featurizer:
     @staticmethod
     def _buckets(
         backend: Backend, col: Any, slot: FieldSlot, reasons: dict[int, str]
-    ) -> tuple[Any, Any]:
-        """Factorize once, hash the uniques: (per-row code, per-code bucket). Code -1 = missing.
+    ) -> tuple[Any, Any, Any]:
+        """Factorize once, hash the uniques: (per-row code, per-code bucket, the uniques on the
+        host). Code -1 = missing.
 
         Lists/dicts are unhashable, so factorize raising is the (rare) signal to find and reject
         them row by row; the common path never looks at single values in Python.
@@ -266,7 +284,7 @@ class Featurizer:
             dtype=np.int64,
             count=len(host_uniques),
         )
-        return backend.xp.asarray(codes), backend.xp.asarray(lut)
+        return backend.xp.asarray(codes), backend.xp.asarray(lut), host_uniques
 
     # ------------------------------------------------------------------ helpers for callers
     def labels(self, frame: pd.DataFrame) -> np.ndarray | None:

@@ -32,9 +32,14 @@ class PipelineMetrics:
     """All pipeline metrics, registered once per registry (default: the process registry)."""
 
     def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
+        self.events_in = Counter(
+            "secureai_events_received_total",
+            "Raw events taken in by the pipeline (every message of a batch, poison included).",
+            registry=registry,
+        )
         self.events = Counter(
             "secureai_events_total",
-            "Events handled by the pipeline, by outcome (scored | rejected).",
+            "Events out of the pipeline, by outcome (scored | rejected = dead-lettered).",
             ["outcome"],
             registry=registry,
         )

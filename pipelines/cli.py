@@ -30,6 +30,10 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
         ("morpheus_ext.feature_spec", "SpecError"),
         ("morpheus_ext.io", "DataError"),
         ("morpheus_ext.model_repository", "ModelRepositoryError"),
+        ("morpheus_ext.fingerprint.baselines", "CheckpointError"),
+        ("federated.launcher", "FlowerError"),
+        ("federated.launcher", "FLRunFailed"),
+        ("federated.ledger", "PrivacyBudgetExceeded"),
     ):
         try:
             errors.append(getattr(importlib.import_module(module), name))

@@ -34,6 +34,7 @@ DEFAULT_CONFIG = "configs/pipeline.yml"
 def cmd_run(args: argparse.Namespace) -> int:
     from confluent_kafka import KafkaException
 
+    from morpheus_ext.fingerprint import CheckpointError
     from pipelines.kafka_config import load_pipeline_config
     from pipelines.kafka_runner import KafkaPipelineError, run_pipeline
 
@@ -49,11 +50,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         config = config.model_copy(update={"kafka": config.kafka.model_copy(update=updates)})
     if args.metrics_port is not None:
         config = config.model_copy(update={"metrics_port": args.metrics_port})
+    fp = config.fingerprint
+    if args.instance_id:
+        if fp is None or not fp.enabled:
+            raise CLIError("--instance-id names a fingerprint checkpoint: enable fingerprint")
+        fp = type(fp).model_validate({**fp.model_dump(), "instance_id": args.instance_id})
+        config = config.model_copy(update={"fingerprint": fp})
+    fingerprinting = fp is not None and fp.enabled
     if args.verbose:
         for name in ("pipelines", "morpheus_ext"):
             logging.getLogger(name).setLevel(logging.INFO)
         logging.getLogger().setLevel(logging.INFO)
     engine = args.engine or config.inference.engine
+    if engine == "morpheus" and fingerprinting:
+        raise CLIError("fingerprinting runs in the built-in runner; drop --engine morpheus")
     if engine == "morpheus":
         from pipelines.morpheus_pipeline import MorpheusUnavailable, run_morpheus
 
@@ -74,10 +84,22 @@ def cmd_run(args: argparse.Namespace) -> int:
         "SIGTERM/Ctrl-C drains",
         flush=True,
     )
+    if fp is not None and fingerprinting:
+        where = fp.checkpoint_file(k.group_id) or "nowhere (in memory only)"
+        print(
+            f"secureai run: fingerprinting, instance {fp.instance_id}, checkpoint {where} "
+            f"every {fp.checkpoint_interval_s:g} s",
+            flush=True,
+        )
     try:
         summary = run_pipeline(config, max_events=args.max_events)
     except KafkaPipelineError as exc:
         raise CLIError(str(exc)) from None
+    except CheckpointError as exc:
+        raise CLIError(
+            f"fingerprint checkpoint refused: {exc} (move it away to start new baselines, "
+            "or run with the spec and fingerprint settings it was written with)"
+        ) from None
     except KafkaException as exc:
         raise CLIError(f"Kafka: {exc.args[0].str() if exc.args else exc}") from None
     except Exception as exc:
@@ -310,6 +332,9 @@ def register(sub: Any) -> None:
     r.add_argument("--exactly-once", action="store_true", help="Kafka transactions")
     r.add_argument("--metrics-port", type=int, help="Prometheus metrics port (0: off)")
     r.add_argument("--max-events", type=int, help="stop (drained) after this many events")
+    r.add_argument(
+        "--instance-id", help="override fingerprint.instance_id (names this process's checkpoint)"
+    )
     r.add_argument("-v", "--verbose", action="store_true", help="log assignments and outages")
     r.set_defaults(func=cmd_run)
 

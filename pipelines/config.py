@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from federated.models import ModelConfig
 from federated.training import TrainConfig
+from morpheus_ext.fingerprint.config import FingerprintConfig
 from morpheus_ext.synthetic import SyntheticConfig
 from pipelines.config_io import ConfigError, dump_config, load_config
 
@@ -75,3 +76,5 @@ class DemoConfig(_Strict):
     use_committed_models: bool = False
     committed_repository: Path = Path("triton_model_repository")
     batch_size: int = Field(default=4096, ge=1)
+    fingerprint: FingerprintConfig | None = None
+    """Per-entity baselines (docs/fingerprinting.md); ``enabled: true`` turns them on."""

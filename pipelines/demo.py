@@ -118,7 +118,7 @@ def _baselines(
     A deployed pipeline would have learned them from the stream over the weeks the model was
     trained on; replaying that history here gives entities their ``min_events`` of history.
     """
-    fp: FingerprintConfig | None = getattr(config, "fingerprint", None)
+    fp: FingerprintConfig | None = config.fingerprint
     if fp is None or not fp.enabled:
         return None
     baselines = EntityBaselines(featurizer.spec, fp)

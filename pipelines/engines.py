@@ -37,6 +37,10 @@ class InferenceConfig(BaseModel):
     """How long a Triton outage may last before the pipeline gives up (nothing is dropped)."""
     connect_timeout_s: float = Field(default=10.0, gt=0)
     tls: TLSConfig | None = None
+    shared_memory: Literal["none", "cuda"] = "none"
+    """Triton on the same GPU host: ``cuda`` passes tensors through CUDA IPC buffers instead of
+    the request body (needs a GPU and ``tritonclient[cuda]``; checked at start)."""
+    cuda_device: int = Field(default=0, ge=0)
     threads: int | None = Field(default=None, ge=1)
     """In-process: ONNX Runtime intra-op threads (default: all cores)."""
 
@@ -70,4 +74,6 @@ def build_engine(config: InferenceConfig, spec: FeatureSpec) -> InferenceEngine:
         retry=RetryPolicy(max_outage_s=config.max_outage_s),
         tls=tls,
         connect_timeout_s=config.connect_timeout_s,
+        shared_memory=config.shared_memory,
+        cuda_device=config.cuda_device,
     )

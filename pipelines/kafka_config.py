@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from morpheus_ext.fingerprint.config import FingerprintConfig
 from morpheus_ext.stages.kafka import MANAGED_CONSUMER_KEYS, MANAGED_PRODUCER_KEYS
 from morpheus_ext.stages.preprocess import DEFAULT_MAX_EVENT_BYTES
 from pipelines.config_io import ConfigError, load_config
@@ -118,6 +119,34 @@ class RetrySettings(_Strict):
     max_s: float = Field(default=5.0, gt=0)
 
 
+class StreamFingerprintConfig(FingerprintConfig):
+    """Fingerprinting in the Kafka pipeline: the baselines' knobs plus their durability.
+
+    The checkpoint file is the source of truth for the baselines *and* the input offsets they
+    reflect (docs/fingerprinting.md, "Durability"); one file per consumer instance.
+    """
+
+    checkpoint_path: str | None = "state/baselines-{instance}.npz"
+    """Where the baselines and their offsets are checkpointed (``{instance}``: ``instance_id``,
+    ``{group}``: ``kafka.group_id``). null: in memory only (a restart starts empty)."""
+    checkpoint_interval_s: float = Field(default=10.0, gt=0)
+    """Seconds between checkpoints (each writes the whole state: ~700 B per entity); a restart
+    re-reads at most this much of the stream, learning it without emitting it twice."""
+    instance_id: str = Field(default="0", pattern=r"^[A-Za-z0-9._-]+$")
+    """Names this process's checkpoint; give every process of the group its own (e.g. the pod
+    name of a StatefulSet) — baselines are per process (see docs)."""
+
+    def baselines_config(self) -> FingerprintConfig:
+        """The plain :class:`FingerprintConfig` (what the checkpoint records)."""
+        fields = set(FingerprintConfig.model_fields)
+        return FingerprintConfig.model_validate(self.model_dump(include=fields))
+
+    def checkpoint_file(self, group_id: str) -> Path | None:
+        if self.checkpoint_path is None:
+            return None
+        return Path(self.checkpoint_path.format(instance=self.instance_id, group=group_id))
+
+
 class PipelineConfig(_Strict):
     name: str = "kafka-scoring"
     spec: str = "security_events"
@@ -128,6 +157,24 @@ class PipelineConfig(_Strict):
     max_event_bytes: int = Field(default=DEFAULT_MAX_EVENT_BYTES, ge=1)
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
     """Serve Prometheus metrics on this port (0 or null: off)."""
+    fingerprint: StreamFingerprintConfig | None = None
+    """Per-entity baselines, checkpointed with the consumed offsets (docs/fingerprinting.md)."""
+
+    @model_validator(mode="after")
+    def _checkpoint_path(self) -> PipelineConfig:
+        fp = self.fingerprint
+        if fp is not None and fp.checkpoint_path is not None:
+            try:
+                fp.checkpoint_file(self.kafka.group_id)
+            except (KeyError, IndexError, ValueError) as exc:
+                raise ValueError(
+                    f"fingerprint.checkpoint_path: only {{instance}} and {{group}} may be "
+                    f"substituted ({exc})"
+                ) from None
+        return self
+
+    metrics_host: str = "127.0.0.1"
+    """Address the metrics endpoint binds: loopback unless set (containers: ``0.0.0.0``)."""
 
 
 def load_pipeline_config(path: str | Path) -> PipelineConfig:
@@ -141,5 +188,6 @@ __all__ = [
     "KafkaSettings",
     "PipelineConfig",
     "RetrySettings",
+    "StreamFingerprintConfig",
     "load_pipeline_config",
 ]

@@ -27,6 +27,7 @@ Failures:
 
 from __future__ import annotations
 
+import fcntl
 import gc
 import logging
 import os
@@ -37,14 +38,16 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import numpy as np
-from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import OFFSET_INVALID, KafkaError, KafkaException, Message, TopicPartition
 
-from morpheus_ext.feature_spec import load_spec
+from morpheus_ext.feature_spec import FeatureSpec, load_spec
 from morpheus_ext.featurizer import Featurizer
+from morpheus_ext.fingerprint import CheckpointError, EntityBaselines
 from morpheus_ext.inference.base import InferenceEngine
 from morpheus_ext.metrics import PipelineMetrics, pipeline_metrics
 from morpheus_ext.stages.input import RawBatch
@@ -94,6 +97,13 @@ class RunSummary:
     partitions: set[str] = field(default_factory=set)
     seconds: float = 0.0
     drained: bool = False
+    checkpoints: int = 0
+    learned_only: int = 0
+    """Fingerprinting: replayed events learned without emitting them (their outputs were
+    committed after the last checkpoint)."""
+    rescored: int = 0
+    """Fingerprinting: replayed events emitted again without learning them (already held by the
+    restored baselines)."""
 
     @property
     def events_per_s(self) -> float:
@@ -108,6 +118,13 @@ class RunSummary:
         )
         if self.inference_failures:
             text += f", {self.inference_failures} failed inference attempts"
+        if self.checkpoints:
+            text += f", {self.checkpoints} checkpoints"
+        if self.learned_only or self.rescored:
+            text += (
+                f", replay after restart: {self.learned_only} learned only, "
+                f"{self.rescored} re-scored only"
+            )
         if self.left_unscored:
             text += f", {self.left_unscored} events left for the next run"
         return text
@@ -190,6 +207,21 @@ class KafkaScoringRunner:
             on_revoke=self._on_revoke,
             on_lost=self._on_lost,
         )
+        # Fingerprinting (docs/fingerprinting.md, "Durability"): per partition, the next offset
+        # the baselines have learned through (restored from the checkpoint) and the group's
+        # committed offset at assignment; a replayed event below the first is not learned again,
+        # one below the second is not emitted again.
+        self.baselines: EntityBaselines | None = pipeline.baselines
+        fp = config.fingerprint
+        self.checkpoint_path: Path | None = None
+        self.checkpoint_interval_s = 10.0
+        if fp is not None and self.baselines is not None:
+            self.checkpoint_path = fp.checkpoint_file(k.group_id)
+            self.checkpoint_interval_s = fp.checkpoint_interval_s
+        self._learned: dict[TP, int] = {}
+        self._emit_from: dict[TP, int] = {}
+        self._next_checkpoint = 0.0
+        self._lock_fd: int | None = None
 
     # ------------------------------------------------------------------ control
     def request_stop(self) -> None:
@@ -211,6 +243,7 @@ class KafkaScoringRunner:
         """Score until stopped (or ``max_events`` consumed); returns what happened."""
         k = self.kafka
         started = time.perf_counter()
+        self._open_checkpoint()
         self.source.check_reachable(k.connect_timeout_s)
         if self.transactional_id:
             self.sink.init_transactions(k.transaction_timeout_s)
@@ -225,6 +258,9 @@ class KafkaScoringRunner:
                 self._service()
                 if len(batch) == 0:
                     continue
+                if self.baselines is not None:
+                    self._process_fingerprinted(batch)
+                    continue
                 scored = self._score(batch)
                 if scored is None:
                     continue
@@ -235,12 +271,15 @@ class KafkaScoringRunner:
                     self._emit(batch, result)
                     self._wait_window(k.max_inflight_batches)
             self._drain()
+            if not self._abort.is_set():
+                self._checkpoint()  # final: the state through everything scored
         except BaseException:
             self._abort.set()
             raise
         finally:
             self.summary.seconds = time.perf_counter() - started
             self._close()
+            self._release_checkpoint()
         return self.summary
 
     def _next_batch(self, timeout_s: float) -> ConsumedBatch:
@@ -290,7 +329,9 @@ class KafkaScoringRunner:
             return
         good.extend(idx)
 
-    def _score(self, batch: ConsumedBatch) -> tuple[ConsumedBatch, BatchResult] | None:
+    def _score(
+        self, batch: ConsumedBatch, learn: bool = True
+    ) -> tuple[ConsumedBatch, BatchResult] | None:
         """Score ``batch``; while inference fails hold it (nothing committed) and retry."""
         prepared = self._prepare(batch)
         prepared_size = len(batch)
@@ -333,7 +374,7 @@ class KafkaScoringRunner:
                     prepared = self._prepare(batch)
                     prepared_size = len(batch)
                 continue
-            result = self.pipeline.finish(prepared, outputs)
+            result = self.pipeline.finish(prepared, outputs, learn=learn)
             if attempt:
                 self._end_hold()
                 self.metrics.engine_up.labels(self.engine_name).set(1)
@@ -521,6 +562,196 @@ class KafkaScoringRunner:
                     continue
                 raise
 
+    # ------------------------------------------------------------------ fingerprint durability
+    def _process_fingerprinted(self, batch: ConsumedBatch) -> None:
+        """Score, learn and emit with baselines: each event learned once, emitted at least once.
+
+        After a restart or a reassignment the replayed events below a partition's checkpoint
+        offset are scored against the baselines without learning them again, and those below
+        the group's committed offset are learned without being emitted again. A batch mixing
+        such events is split by kind; the first kind is processed now, the rest next (through
+        ``_carry``, so a revoke still drops what is no longer ours).
+        """
+        part, learn, emit = self._split(batch)
+        if len(part) == 0:
+            return
+        scored = self._score(part, learn=learn)
+        if scored is None:
+            return
+        part, result = scored
+        if learn:
+            learned = self._learned
+            for tp, nxt in part.next_offsets.items():
+                if nxt > learned.get(tp, 0):
+                    learned[tp] = nxt
+        if not emit:
+            self.summary.learned_only += len(part)
+        else:
+            if not learn:
+                self.summary.rescored += len(part)
+            if self.transactional_id:
+                commits = self.summary.commits
+                self._emit_transaction(part, result)
+                if self.summary.commits == commits:  # rewound: re-read in order from there
+                    self._carry = self._carry.without(set(part.first_offsets))
+            else:
+                self._emit(part, result)
+                self._wait_window(self.kafka.max_inflight_batches)
+        if time.monotonic() >= self._next_checkpoint:
+            self._checkpoint()
+
+    def _split(self, batch: ConsumedBatch) -> tuple[ConsumedBatch, bool, bool]:
+        """(events of one kind, learn them, emit them); the other kinds go back to ``_carry``."""
+        learned, emit_from = self._learned, self._emit_from
+        if all(
+            first >= learned.get(tp, 0) and first >= emit_from.get(tp, 0)
+            for tp, first in batch.first_offsets.items()
+        ):
+            return batch, True, True  # the common case: nothing replayed
+        kinds: list[tuple[bool, bool]] = []
+        for origin in batch.raw.origins:
+            tp = (origin.source, origin.partition)
+            kinds.append(
+                (origin.offset >= learned.get(tp, 0), origin.offset >= emit_from.get(tp, 0))
+            )
+        # Per partition the kinds are offset ranges: re-score or learn-only first, then both.
+        order = [(False, True), (True, False), (True, True)]
+        present = [k for k in order if k in kinds]
+        if not present:  # below both marks (a rewind after a failed transaction): done already
+            return ConsumedBatch(), False, False
+        now = present[0]
+        part, rest = ConsumedBatch(), ConsumedBatch()
+        for value, origin, ts, kind in zip(
+            batch.raw.values, batch.raw.origins, batch.timestamps_ms, kinds, strict=True
+        ):
+            if kind == (False, False):
+                continue
+            target = part if kind == now else rest
+            tp = (origin.source, origin.partition)
+            target.raw.values.append(value)
+            target.raw.origins.append(origin)
+            target.timestamps_ms.append(ts)
+            target.first_offsets.setdefault(tp, origin.offset)
+            target.next_offsets[tp] = origin.offset + 1
+        if len(rest):
+            carry, self._carry = self._carry, rest
+            self._append_carry(carry)
+        return part, now[0], now[1]
+
+    def _checkpoint(self) -> None:
+        """Write the baselines with the offsets they reflect (atomic; see EntityBaselines)."""
+        self._next_checkpoint = time.monotonic() + self.checkpoint_interval_s
+        if self.checkpoint_path is None or self.baselines is None:
+            return
+        started = time.perf_counter()
+        offsets = {f"{t}:{p}": o for (t, p), o in sorted(self._learned.items())}
+        self.baselines.checkpoint(self.checkpoint_path, offsets)
+        self.summary.checkpoints += 1
+        log.info(
+            "checkpoint: %d entities through %d partitions in %.0f ms",
+            len(self.baselines),
+            len(offsets),
+            (time.perf_counter() - started) * 1000,
+        )
+
+    def _open_checkpoint(self) -> None:
+        """Lock this instance's checkpoint and restore the baselines and offsets from it."""
+        self._next_checkpoint = time.monotonic() + self.checkpoint_interval_s
+        path = self.checkpoint_path
+        if path is None or self.baselines is None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise KafkaPipelineError(
+                f"fingerprint checkpoint {path} is in use by another process; give each "
+                "process its own fingerprint.instance_id (or --instance-id)"
+            ) from None
+        self._lock_fd = fd
+        if not path.exists():
+            log.info("fingerprint: no checkpoint at %s; baselines start empty", path)
+            return
+        try:
+            offsets = self.baselines.restore(path)
+        except CheckpointError:
+            self._release_checkpoint()
+            raise
+        except (OSError, ValueError, KeyError) as exc:  # a truncated or foreign file
+            self._release_checkpoint()
+            raise CheckpointError(f"{path}: not a readable checkpoint ({exc})") from None
+        for key, offset in offsets.items():
+            topic, _, partition = key.rpartition(":")
+            self._learned[(topic, int(partition))] = offset
+        log.info(
+            "fingerprint: restored %d entities from %s (offsets %s)",
+            len(self.baselines),
+            path,
+            ", ".join(f"{k}={v}" for k, v in sorted(offsets.items())) or "none",
+        )
+
+    def _release_checkpoint(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def _resume_from_checkpoint(self, partitions: list[TopicPartition]) -> None:
+        """Start each assigned partition at min(checkpoint offset, group's committed offset).
+
+        A partition the checkpoint does not know yet is learned from the group's offset on,
+        and a checkpoint records that before any of it is learned.
+
+        Everything below the checkpoint offset is in the baselines already (not learned again);
+        everything below the committed offset was emitted already (not emitted again). A
+        partition with no committed offset starts where ``auto.offset.reset`` says and emits
+        everything (at-least-once), still learning only what the checkpoint lacks.
+        """
+        consumer = self.source.consumer
+        try:
+            committed = consumer.committed(partitions, timeout=self.kafka.connect_timeout_s)
+        except KafkaException as exc:
+            raise KafkaPipelineError(
+                f"cannot read the group's committed offsets ({exc.args[0].str()}); "
+                "fingerprinting needs them to resume its baselines"
+            ) from None
+        positions = []
+        first_time = False
+        for part in committed:
+            tp = (part.topic, part.partition)
+            learned = self._learned.get(tp)
+            if learned is None:  # new to these baselines: they learn it from where we start
+                first_time = True
+                learned = self._learned[tp] = max(part.offset, 0)
+            if part.offset >= 0:
+                self._emit_from[tp] = part.offset
+                start = min(part.offset, learned)
+            else:
+                self._emit_from[tp] = 0
+                start = OFFSET_INVALID
+            if learned != part.offset:
+                log.info(
+                    "%s[%d]: checkpoint at %d, group committed %s: starting at %s",
+                    part.topic,
+                    part.partition,
+                    learned,
+                    part.offset if part.offset >= 0 else "none",
+                    start if start >= 0 else "auto.offset.reset",
+                )
+            positions.append(TopicPartition(part.topic, part.partition, start))
+        if self.kafka.consumer_options().get("partition.assignment.strategy") == (
+            "cooperative-sticky"
+        ):
+            consumer.incremental_assign(positions)
+        else:
+            consumer.assign(positions)
+        if first_time:
+            # Record where these partitions start before learning from them: else a crash
+            # before the next checkpoint would resume them at the group's offset, past events
+            # this state had learned (the state is consistent here: between batches).
+            self._checkpoint()
+
     # ------------------------------------------------------------------ rebalance
     def _on_assign(self, partitions: list[TopicPartition]) -> None:
         self.summary.rebalances += 1
@@ -528,6 +759,8 @@ class KafkaScoringRunner:
         names = [f"{p.topic}[{p.partition}]" for p in partitions]
         self.summary.partitions.update(names)
         log.info("assigned %s", ", ".join(names) or "nothing")
+        if self.baselines is not None and partitions:
+            self._resume_from_checkpoint(partitions)
 
     def _on_revoke(self, partitions: list[TopicPartition]) -> None:
         revoked = {(p.topic, p.partition) for p in partitions}
@@ -625,7 +858,17 @@ def build_pipeline(config: PipelineConfig) -> tuple[ScoringPipeline, InferenceEn
 
     spec = load_spec(config.spec)
     engine = build_engine(config.inference, spec)
-    return ScoringPipeline(Featurizer(spec), engine, config.max_event_bytes), engine
+    pipeline = ScoringPipeline(
+        Featurizer(spec), engine, config.max_event_bytes, baselines=_baselines(config, spec)
+    )
+    return pipeline, engine
+
+
+def _baselines(config: PipelineConfig, spec: FeatureSpec) -> EntityBaselines | None:
+    fp = config.fingerprint
+    if fp is None or not fp.enabled:
+        return None
+    return EntityBaselines(spec, fp.baselines_config())
 
 
 def run_pipeline(
@@ -640,19 +883,22 @@ def run_pipeline(
         pipeline, engine = build_pipeline(config)
     else:
         spec = load_spec(config.spec)
-        pipeline = ScoringPipeline(Featurizer(spec), engine, config.max_event_bytes)
+        pipeline = ScoringPipeline(
+            Featurizer(spec), engine, config.max_event_bytes, baselines=_baselines(config, spec)
+        )
     if config.metrics_port:
         from prometheus_client import start_http_server
 
         try:
-            start_http_server(config.metrics_port)
+            start_http_server(config.metrics_port, addr=config.metrics_host)
         except OSError as exc:
             engine.close()
             raise KafkaPipelineError(
-                f"cannot serve metrics on port {config.metrics_port} ({exc.strerror}); "
+                f"cannot serve metrics on {config.metrics_host}:{config.metrics_port} "
+                f"({exc.strerror}); "
                 "set metrics_port (or --metrics-port 0 to turn metrics off)"
             ) from None
-        log.info("metrics on :%d/metrics", config.metrics_port)
+        log.info("metrics on %s:%d/metrics", config.metrics_host, config.metrics_port)
     runner = KafkaScoringRunner(config, pipeline)
     freeze_startup_objects()
     if install_signals:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +23,7 @@ from morpheus_ext.featurizer import FeaturizedBatch, Featurizer
 from morpheus_ext.fingerprint import EntityBaselines
 from morpheus_ext.inference.base import InferenceEngine
 from morpheus_ext.metrics import pipeline_metrics, reason_class
-from morpheus_ext.records import build_records
+from morpheus_ext.records import build_score_records, count_anomalies
 from morpheus_ext.stages.input import RawBatch
 from morpheus_ext.stages.output import dead_letter_record
 from morpheus_ext.stages.preprocess import DEFAULT_MAX_EVENT_BYTES, decode_batch
@@ -35,7 +35,8 @@ log = logging.getLogger(__name__)
 class BatchResult:
     """Everything one raw batch turned into; every input value is in exactly one of the lists."""
 
-    records: list[dict[str, Any]]
+    records: Sequence[dict[str, Any]]
+    """A list, or column-wise :class:`~morpheus_ext.records.ScoreRecords`."""
     dead_letters: list[dict[str, Any]]
     featurized: FeaturizedBatch | None
     outputs: dict[str, np.ndarray]
@@ -73,7 +74,7 @@ class RunStats:
         self.events_in += len(result.records) + len(result.dead_letters)
         self.scored += len(result.records)
         self.rejected += len(result.dead_letters)
-        self.anomalies += sum(1 for r in result.records if r["is_anomaly"])
+        self.anomalies += count_anomalies(result.records)
         for d in result.dead_letters:
             key = reason_class(d["reason"])
             self.rejects_by_reason[key] = self.rejects_by_reason.get(key, 0) + 1
@@ -106,10 +107,13 @@ class ScoringPipeline:
         self.baselines = baselines
         """Per-entity baselines: score each batch against them, then learn it (fingerprinting)."""
         self.metrics = pipeline_metrics()
+        ts = featurizer.spec.timestamp
+        self._text_columns = (ts,) if ts else ()
+        """Decoded as text even when they look like times (records quote them as received)."""
 
     def prepare(self, raw: RawBatch) -> Prepared:
         started = time.perf_counter()
-        decoded = decode_batch(raw, self.max_event_bytes)
+        decoded = decode_batch(raw, self.max_event_bytes, self._text_columns)
         dead = [
             dead_letter_record(raw.values[r.position], raw.origins[r.position], r.reason, "decode")
             for r in decoded.rejects
@@ -123,6 +127,7 @@ class ScoringPipeline:
                     dead_letter_record(raw.values[pos], raw.origins[pos], r.reason, "featurize")
                 )
         self.metrics.batch_latency.labels("prepare").observe(time.perf_counter() - started)
+        self.metrics.events_in.inc(len(raw.values))
         return Prepared(raw, featurized, dead, started)
 
     def submit(self, prepared: Prepared) -> Future[dict[str, np.ndarray]] | None:
@@ -131,17 +136,22 @@ class ScoringPipeline:
         assert prepared.featurized is not None
         return self.engine.submit(prepared.featurized.tensor)
 
-    def finish(self, prepared: Prepared, outputs: dict[str, np.ndarray] | None) -> BatchResult:
-        records: list[dict[str, Any]] = []
+    def finish(
+        self, prepared: Prepared, outputs: dict[str, np.ndarray] | None, learn: bool = True
+    ) -> BatchResult:
+        """Records for a scored batch; with baselines, score against them and (``learn``)
+        fold the batch in (``learn=False``: events the baselines already hold, e.g. a replay)."""
+        records: Sequence[dict[str, Any]] = []
         if prepared.has_rows and outputs is not None:
             assert prepared.featurized is not None
             start = time.perf_counter()
             fingerprint = (
-                self.baselines.observe(prepared.featurized, outputs)
+                self.baselines.observe(prepared.featurized, outputs, learn=learn)
                 if self.baselines is not None
                 else None
             )
-            records = build_records(
+            # column-wise (with or without baselines): sinks serialise without per-event dicts
+            records = build_score_records(
                 prepared.featurized,
                 outputs,
                 self.featurizer,
@@ -168,7 +178,7 @@ class ScoringPipeline:
         m = self.metrics
         m.events.labels("scored").inc(len(result.records))
         m.events.labels("rejected").inc(len(result.dead_letters))
-        flagged = sum(1 for r in result.records if r["is_anomaly"])
+        flagged = count_anomalies(result.records)
         if flagged:
             m.anomalies.inc(flagged)
         for d in result.dead_letters:
@@ -178,7 +188,7 @@ class ScoringPipeline:
 def run_batches(
     pipeline: ScoringPipeline,
     source: Iterable[RawBatch],
-    on_records: Callable[[list[dict[str, Any]]], None],
+    on_records: Callable[[Sequence[dict[str, Any]]], None],
     on_dead_letters: Callable[[list[dict[str, Any]]], None],
     on_result: Callable[[BatchResult], None] | None = None,
     total: int | None = None,

@@ -59,7 +59,9 @@ def load_source(source: DataSource, spec: FeatureSpec) -> tuple[pd.DataFrame, di
     return generate(source.synthetic), {"synthetic": source.synthetic.model_dump(mode="json")}
 
 
-def _split(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def split_rows(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded train/validation row indices (sorted); centralized and per-site training share it
+    so a site's split is the one its rows would get in a centralized run with the same seed."""
     order = np.random.default_rng(seed).permutation(n)
     n_val = max(1, round(n * val_fraction))
     return np.sort(order[n_val:]), np.sort(order[:n_val])
@@ -109,7 +111,7 @@ def train_centralized(
     if config.data.fit_on == "normal" and labels is not None:
         use = labels == 0
     fit_rows = np.flatnonzero(use)
-    tr, va = _split(len(fit_rows), config.data.val_fraction, config.seed)
+    tr, va = split_rows(len(fit_rows), config.data.val_fraction, config.seed)
     normalizer = Normalizer.fit(tensor[fit_rows[tr]], spec.layout)
     x_train = normalizer.transform(tensor[fit_rows[tr]])
     x_val = normalizer.transform(tensor[fit_rows[va]])

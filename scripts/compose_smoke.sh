@@ -29,6 +29,12 @@ elif command -v docker-compose >/dev/null 2>&1; then COMPOSE=(docker-compose)
 else echo "compose_smoke: needs Docker with the compose plugin (or docker-compose)" >&2; exit 2
 fi
 docker info >/dev/null 2>&1 || { echo "compose_smoke: the Docker engine is not reachable" >&2; exit 2; }
+for cmd in curl python3; do
+  command -v "$cmd" >/dev/null 2>&1 || { echo "compose_smoke: needs $cmd on the host" >&2; exit 2; }
+done
+# BuildKit reads the per-Dockerfile ignore files (docker/Dockerfile.*.dockerignore); compose v2
+# always uses it, docker-compose 1.x only when asked.
+export DOCKER_BUILDKIT=1 COMPOSE_DOCKER_CLI_BUILD=1
 FILES=(-f docker-compose.yml)
 [[ "$GPU" == 1 ]] && FILES+=(-f docker/compose.gpu.yml)
 export COMPOSE_PROJECT_NAME="${COMPOSE_PROJECT_NAME:-secureai-smoke}"
@@ -89,7 +95,8 @@ dc exec -T redpanda bash -c \
 step "wait for score records and dead letters"
 count_topic() {  # count_topic TOPIC MIN: at least MIN records readable from the start
   local n
-  n=$(dc exec -T redpanda rpk topic consume "$1" -X brokers=redpanda:9092 -o start \
+  # rpk waits for -n records; `timeout` stops it when fewer exist yet (retried by wait_for).
+  n=$(dc exec -T redpanda timeout 20 rpk topic consume "$1" -X brokers=redpanda:9092 -o start \
         -n "$2" --format '%o\n' 2>/dev/null | wc -l)
   (( n >= $2 ))
 }
@@ -108,6 +115,10 @@ echo "  ok: pipeline secureai_events_total{outcome=\"scored\"} = $scored"
 rejected=$(metric http://127.0.0.1:9108/metrics 'secureai_events_total{outcome="rejected"}')
 positive "$rejected" || fail "pipeline reports no rejected events"
 echo "  ok: pipeline rejected = $rejected"
+received=$(metric http://127.0.0.1:9108/metrics 'secureai_events_received_total')
+python3 -c "import sys; sys.exit(0 if float(sys.argv[1]) >= float(sys.argv[2]) + 3 else 1)" \
+  "$received" "$EVENTS" || fail "pipeline took in $received events, fewer than $EVENTS + 3"
+echo "  ok: pipeline secureai_events_received_total = $received"
 triton=$(metric http://127.0.0.1:8002/metrics 'nv_inference_request_success{model="dfp_ensemble"')
 positive "$triton" || fail "Triton reports no successful dfp_ensemble requests"
 echo "  ok: Triton nv_inference_request_success (dfp_ensemble) = $triton"

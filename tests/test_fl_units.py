@@ -19,13 +19,13 @@ from pydantic import ValidationError
 
 from federated.attacks import poison
 from federated.certs import make_node_keys, make_tls
-from federated.compare import update_section
 from federated.config import FederationConfig as Fed
 from federated.config import FLConfig, SiteSplitConfig, StrategyConfig
 from federated.ledger import PrivacyBudgetExceeded, PrivacyLedger
 from federated.sites import site_assignment
 from federated.stragglers import SimulatedDropout, apply_faults
 from federated.strategy import build_strategy
+from morpheus_ext.markdown_sections import update_section
 from pipelines import cli_fl
 
 SRC = {"synthetic": {"n_events": 1000, "n_sites": 3}}
@@ -170,8 +170,8 @@ def test_certificates_chain_and_node_keys(tmp_path: Path) -> None:
 def test_results_section_is_replaced_in_place(tmp_path: Path) -> None:
     doc = tmp_path / "results.md"
     doc.write_text("# Results\n\n## Other\nkeep me\n")
-    update_section(doc, "privacy_utility", "## FL\nfirst\n")
-    update_section(doc, "privacy_utility", "## FL\nsecond\n")
+    update_section(doc, "fl_compare:privacy_utility", ["## FL", "first"])
+    update_section(doc, "fl_compare:privacy_utility", ["## FL", "second"])
     text = doc.read_text()
     assert "keep me" in text and "second" in text and "first" not in text
     assert text.count("fl_compare:privacy_utility:begin") == 1

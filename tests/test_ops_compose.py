@@ -33,7 +33,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 GPU_FILE = REPO_ROOT / "docker" / "compose.gpu.yml"
 SECRETS = {"SECUREAI_API_TOKEN": "compose-test-token-0123", "GRAFANA_ADMIN_PASSWORD": "pw-0123"}
-OUR_IMAGES = ("secureai/pipeline:", "secureai/fl:")
+OUR_IMAGES = ("secureai/pipeline:", "secureai/fl:", "secureai/triton:")
+NGC_TRITON = "nvcr.io/nvidia/tritonserver:24.10-py3"
 VENV_BIN = Path(sys.executable).parent
 
 
@@ -122,7 +123,7 @@ def test_compose_file_validates_with_and_without_gpu() -> None:
     devices = gpu["triton"]["deploy"]["resources"]["reservations"]["devices"]
     assert devices == [{"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}]
     assert "deploy" not in services()["triton"]  # CPU by default
-    assert services()["triton"]["image"] == "nvcr.io/nvidia/tritonserver:24.10-py3"
+    assert services()["triton"]["image"] == "secureai/triton:0.1.0"  # NGC + morpheus_ext
 
 
 def test_a_broken_file_is_refused(tmp_path: Path) -> None:
@@ -197,6 +198,7 @@ def test_mounted_configs_are_read_by_our_loaders() -> None:
     # The names inside the configs are compose's services and the ports it uses.
     assert pipeline.kafka.bootstrap_servers == "redpanda:9092"
     assert pipeline.inference.url.split(":")[0] == "triton" and pipeline.metrics_port == 9108
+    assert pipeline.metrics_host == "0.0.0.0"  # reachable by Prometheus on the compose network
     assert api.host == "0.0.0.0" and api.port == 8080 and api.inference.url.startswith("triton:")
     assert api.models_repository is not None
     assert (
@@ -233,19 +235,131 @@ def test_dockerfiles_exist_and_copy_only_what_exists() -> None:
         dockerfile = Path(build["context"]) / build["dockerfile"]
         assert dockerfile.is_file(), (name, dockerfile)
         seen.add(dockerfile)
-    assert {p.name for p in seen} == {"Dockerfile.pipeline", "Dockerfile.fl"}
+    assert {p.name for p in seen} == {"Dockerfile.pipeline", "Dockerfile.fl", "Dockerfile.triton"}
     for dockerfile in seen:
         text = dockerfile.read_text()
-        for line in text.splitlines():
-            if line.startswith("COPY "):
-                parts = [p for p in line.split()[1:] if not p.startswith("--")]
-                for src in parts[:-1]:
-                    assert (REPO_ROOT / src).exists(), f"{dockerfile.name}: COPY {src}"
-        assert (dockerfile.parent / f"{dockerfile.name}.dockerignore").is_file()
+        ignore = dockerfile.parent / f"{dockerfile.name}.dockerignore"
+        assert ignore.is_file()
+        for src in copied(dockerfile):
+            assert (REPO_ROOT / src).exists(), f"{dockerfile.name}: COPY {src}"
+            assert not dockerignored(ignore, src), f"{ignore.name} drops {src}, which is COPYed"
+        if dockerfile.name == "Dockerfile.triton":
+            assert re.search(rf"^FROM {re.escape(NGC_TRITON)}$", text, re.M)
+            continue
         assert re.search(r"^FROM python:3\.11\.\d+-slim-bookworm$", text, re.M)
         assert "USER 10001" in text
     fl = (REPO_ROOT / "docker" / "Dockerfile.fl").read_text()
     assert "download.pytorch.org/whl/cpu" in fl and '"torch==2.13.0"' in fl
+
+
+def copied(dockerfile: Path) -> list[str]:
+    """The build-context sources of a Dockerfile's COPY lines (not ``--from`` stages)."""
+    out = []
+    for line in dockerfile.read_text().splitlines():
+        if line.startswith("COPY ") and "--from=" not in line:
+            parts = [p for p in line.split()[1:] if not p.startswith("--")]
+            out += parts[:-1]
+    return out
+
+
+def dockerignored(ignore_file: Path, src: str) -> bool:
+    """Whether a .dockerignore (last matching pattern wins, ``!`` re-includes) drops ``src``
+    or the folder it lies in."""
+    import fnmatch
+
+    patterns = [
+        line.strip()
+        for line in ignore_file.read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    parts = Path(src).parts
+    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    dropped = False
+    for prefix in prefixes:
+        for pattern in patterns:
+            negate = pattern.startswith("!")
+            pat = pattern.lstrip("!").strip("/")
+            if fnmatch.fnmatchcase(prefix, pat) or (
+                pat.startswith("**/") and fnmatch.fnmatchcase(prefix.split("/")[-1], pat[3:])
+            ):
+                dropped = not negate
+        if dropped:
+            return True
+    return dropped
+
+
+def test_triton_image_provides_what_the_python_backend_models_import() -> None:
+    """NGC Triton has NumPy and ``triton_python_backend_utils``; anything else a python-backend
+    model imports must be COPYed into our Triton image (docker/Dockerfile.triton), and be
+    importable with NumPy alone."""
+    dockerfile = REPO_ROOT / "docker" / "Dockerfile.triton"
+    shipped = {Path(src).parts[0] for src in copied(dockerfile)}
+    provided = {"numpy", "triton_python_backend_utils"} | set(sys.stdlib_module_names)
+    models = [
+        config.parent
+        for config in (REPO_ROOT / "triton_model_repository").glob("*/config.pbtxt")
+        if re.search(r'^backend:\s*"python"', config.read_text(), re.M)
+    ]
+    assert models, "no python-backend model found"
+    needed: set[str] = set()
+    for model in models:
+        for path in model.glob("*/model.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Import):
+                    needed |= {a.name for a in node.names}
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    needed.add(node.module)
+    ours = {m for m in needed if m.split(".")[0] not in provided}
+    assert ours and {m.split(".")[0] for m in ours} <= shipped, (ours, shipped)
+    # -I ignores PYTHONPATH and leaves the cwd off sys.path, as the python backend's stub
+    # does; the repository root goes on sys.path the way the image's .pth puts /opt/secureai.
+    code = (
+        f"import sys\nsys.path.insert(0, {str(REPO_ROOT)!r})\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('pandas', 'pyarrow', 'torch', 'onnxruntime', 'yaml',"
+        " 'pydantic', 'orjson'):\n"
+        "            raise ImportError(name)\n"
+        "sys.meta_path.insert(0, Block())\n" + "".join(f"import {m}\n" for m in sorted(ours))
+    )
+    out = subprocess.run(
+        [sys.executable, "-I", "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+
+
+def test_installed_package_carries_the_files_the_code_reads(tmp_path: Path) -> None:
+    """The images ``pip install .`` (not editable): every non-Python file the code opens next
+    to itself must be in the wheel (e.g. the Flower app's pyproject.toml `flwr run` packages)."""
+    import zipfile
+
+    src = tmp_path / "src"
+    for name in ("pyproject.toml", "README.md", "morpheus_ext", "pipelines", "federated"):
+        assert name in {*copied(REPO_ROOT / "docker" / "Dockerfile.fl")} | {"README.md"}
+        path = REPO_ROOT / name
+        if path.is_dir():
+            shutil.copytree(path, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            (src / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, src / name)
+    out = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+         "-w", str(tmp_path / "wheel"), str(src)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    (wheel,) = (tmp_path / "wheel").glob("*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    from federated.launcher import APP_DIR
+    from federated.triton_repo import POSTPROC_MODEL_PY
+    from morpheus_ext.feature_spec import SPECS_DIR
+    from morpheus_ext.records import SCHEMA_PATH
+
+    needed = [APP_DIR / "pyproject.toml", POSTPROC_MODEL_PY, SCHEMA_PATH]
+    needed += sorted(SPECS_DIR.glob("*.yml"))
+    for path in needed:
+        rel = path.resolve().relative_to(REPO_ROOT).as_posix()
+        assert rel in names, f"{rel} is not in the wheel the images install"
 
 
 def test_flower_flags_exist_in_flowers_own_binaries() -> None:

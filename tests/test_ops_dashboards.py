@@ -96,6 +96,10 @@ def publish_fl_run(metrics: FLMetrics) -> None:
     metrics.round_seconds.set(14.2)
     for site, norm in {"site-0": 0.8, "site-1": 0.9, "site-2": 0.85}.items():
         metrics.update_norm.labels(site).set(norm)
+    for site, steps in {"site-0": 2 * 40, "site-1": 2 * 37, "site-2": 1 * 41}.items():
+        metrics.local_steps.labels(site).inc(steps)
+    for site, left in {"site-0": 8.2, "site-1": 7.9, "site-2": 8.0}.items():
+        metrics.budget_left.labels(site).set(left)
 
 
 @pytest.fixture(scope="module")

@@ -145,6 +145,7 @@ def test_rendered_configs_load_with_the_services_loaders(
     pipeline = load_pipeline_config(tmp_path / "pipeline.yml")
     api = load_api_config(tmp_path / "api.yml")
     assert pipeline.metrics_port == 9108 and api.host == "0.0.0.0"
+    assert pipeline.metrics_host == "0.0.0.0"  # scraped by pod IP
     if option == "gpu":
         common = pipeline.kafka.common
         assert common["security.protocol"] == "SASL_SSL"

@@ -506,11 +506,15 @@ def test_cli_serves_on_loopback_and_errors_are_one_line(tmp_path: Path) -> None:
 def test_extra_metrics_port_serves_the_same_registry(
     repository: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``metrics_port``: prometheus_client's own HTTP server next to the API, on ``host``."""
+    """``metrics_port``: prometheus_client's own HTTP server next to the API, on
+    ``metrics_host`` (loopback by default, whatever ``host`` is)."""
+    from tests.test_ops_metrics import listening
+
     monkeypatch.setenv("SECUREAI_API_TOKEN", TOKEN)
     port = free_port()
     with Api(api_config(repository, metrics_port=port)) as api:
         api.wait_ready()
+        assert listening(port) == {"127.0.0.1"}
         api.post_json("/v1/score", {"events": synthetic_events(2)})
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         conn.request("GET", "/metrics")

@@ -232,28 +232,37 @@ class EntityBaselines:
         s, plan = self.state, self.plan
         ent = keys.entity_code[events]
         new = at.rows[events] < 0
-        entity_rows = at.entity_rows.copy()
-        fresh = np.unique(ent[new])
-        if len(fresh):
+        entity_rows = at.entity_rows
+        if new.any():
+            fresh = np.unique(ent[new])
+            entity_rows = entity_rows.copy()
             known = entity_rows[entity_rows >= 0]
             entity_rows[fresh] = self._create(keys.entities[fresh], protect=known)
         rows = entity_rows[ent]
         kept = rows >= 0  # entities beyond a (tiny) cap are not learned
-        events, rows, new, ent = events[kept], rows[kept], new[kept], ent[kept]
-        inv, present = _codes(ent)
+        if not kept.all():
+            events, rows, new, ent = events[kept], rows[kept], new[kept], ent[kept]
+        # group by entity: codes are dense in [0, E), so counting is a bincount
+        per_entity = np.bincount(ent, minlength=len(entity_rows))
+        present = np.flatnonzero(per_entity > 0)
+        pos = np.zeros(len(per_entity), dtype=np.int64)
+        pos[present] = np.arange(len(present))
+        inv = pos[ent]
         urows = entity_rows[present]
         u = len(urows)
-        count = np.bincount(inv, minlength=u).astype(np.float64)
+        count = per_entity[present].astype(np.float64)
 
         # running moments of ln(score/threshold) and of each field's z (Chan et al. merge)
         n_old = s.n[urows].astype(np.float64)
         # one merge for both: column 0 is ln(score/threshold), the others each field's z
-        x = np.concatenate([keys.g[events, None], keys.field_z[events]], axis=1)
+        nz = s.z_mean.shape[1]
+        xt = np.empty((1 + nz, len(events)), dtype=np.float64)  # one row per statistic
+        xt[0] = keys.g[events]
+        if nz:
+            xt[1:] = keys.field_z[events].T
         mean = np.concatenate([s.g_mean[urows, None], s.z_mean[urows]], axis=1)
         var = np.concatenate([s.g_var[urows, None], s.z_var[urows]], axis=1)
-        if not s.z_mean.shape[1]:
-            x, mean, var = x[:, :1], mean[:, :1], var[:, :1]
-        mean, var = _merge(n_old, mean, var, count, inv, x.astype(np.float64), u)
+        mean, var = _merge(n_old, mean, var, count, inv, xt, u)
         s.g_mean[urows], s.g_var[urows] = mean[:, 0], var[:, 0]
         if s.z_mean.shape[1]:
             s.z_mean[urows], s.z_var[urows] = mean[:, 1:], var[:, 1:]
@@ -280,6 +289,8 @@ class EntityBaselines:
             row_of[events] = rows
             code, ids = _codes((row_of[ev_new] << 32) | key_new.astype(np.int64))
             first = first_of(code)
+            # neither the misses of known entities nor the values of new ones are in the
+            # tables (nothing since locate wrote a key, and new rows are empty)
             self.dropped_values += insert(
                 s,
                 np.concatenate([at.q_row[miss], ids >> 32]),
@@ -288,20 +299,25 @@ class EntityBaselines:
                 np.concatenate([counts[miss], np.bincount(code, minlength=len(ids))]),
                 self.clock // _DAY,
                 self.config.probes,
+                absent=True,
             )
 
-        # numeric histograms and the hour profile: one bincount each
+        # numeric histograms and the hour profile: one bincount each over the batch's entities
         f_num, bins_n = len(plan.numeric), self.config.numeric_bins
         if f_num:
             b = keys.num_bins[events].astype(np.int64)
             ev, ff = np.nonzero(b >= 0)
-            flat = (inv[ev] * f_num + ff) * bins_n + b[ev, ff]
-            code, local = _codes(flat)  # only the cells this batch touches
+            cell = (inv[ev] * f_num + ff) * bins_n + b[ev, ff]
             per_row = f_num * bins_n
-            cells = urows[local // per_row] * per_row + local % per_row
-            add = np.bincount(code, minlength=len(local))
             hist = s.hist.reshape(-1)
-            hist[cells] = np.minimum(hist[cells] + add, np.iinfo(np.uint16).max)
+            if u * per_row <= 4 * len(cell) + 65_536:  # dense: every row of the batch
+                add = np.bincount(cell, minlength=u * per_row).reshape(u, f_num, bins_n)
+                s.hist[urows] = np.minimum(s.hist[urows] + add, np.iinfo(np.uint16).max)
+            elif len(cell):  # many entities, few values (e.g. auth events): touched cells only
+                code, local = _codes(cell)
+                cells = urows[local // per_row] * per_row + local % per_row
+                add = np.bincount(code, minlength=len(local))
+                hist[cells] = np.minimum(hist[cells] + add, np.iinfo(np.uint16).max)
         if s.hour.shape[1]:
             h = keys.hour[events].astype(np.int64)
             ok = h >= 0
@@ -463,14 +479,18 @@ def _merge(
     var_old: np.ndarray,
     count: np.ndarray,
     inv: np.ndarray,
-    x: np.ndarray,
+    xt: np.ndarray,
     u: int,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Merge per-group batch moments of ``x`` [events, d] into running (mean, var) [u, d]."""
-    d = x.shape[1]
-    flat = (inv[:, None] * d + np.arange(d)[None, :]).ravel()
-    s1 = np.bincount(flat, weights=x.ravel(), minlength=u * d).reshape(u, d)
-    s2 = np.bincount(flat, weights=(x * x).ravel(), minlength=u * d).reshape(u, d)
+    """Merge per-group batch moments of ``xt`` [d, events] (one row per statistic, group
+    ``inv`` of each event) into running (mean, var) [u, d]."""
+    d = xt.shape[0]
+    s1, s2 = np.empty((d, u)), np.empty((d, u))
+    sq = xt * xt
+    for c in range(d):  # a bincount per row of a few thousand events beats one over [events x d]
+        s1[c] = np.bincount(inv, weights=xt[c], minlength=u)
+        s2[c] = np.bincount(inv, weights=sq[c], minlength=u)
+    s1, s2 = s1.T, s2.T
     cnt = count[:, None]
     mean_b = s1 / cnt
     var_b = np.maximum(s2 / cnt - mean_b * mean_b, 0.0)

@@ -34,14 +34,15 @@ def hash_strings(values: list[str]) -> np.ndarray:
     return np.where(h == 0, np.uint64(1), h).astype(np.uint64)
 
 
-def _hash_values(uniques: Any) -> np.ndarray:
-    """hash_strings of ``str(u)`` for each unique, without the per-value ``str`` when the
-    uniques already are strings (the usual case: user names, addresses)."""
+def _hash_values(uniques: Any) -> tuple[np.ndarray, bool]:
+    """(hash_strings of ``str(u)`` for each unique, whether all uniques were strings), without
+    the per-value ``str`` when they are (the usual case: user names, addresses). Distinct
+    strings hash apart; other values may share a spelling (123 and "123")."""
     arr = np.asarray(uniques, dtype=object)
     if len(arr) and pd.api.types.infer_dtype(arr, skipna=False) == "string":
         h = pd.util.hash_array(arr, categorize=False)
-        return np.where(h == 0, np.uint64(1), h).astype(np.uint64)
-    return hash_strings([str(u) for u in arr])
+        return np.where(h == 0, np.uint64(1), h).astype(np.uint64), True
+    return hash_strings([str(u) for u in arr]), len(arr) == 0
 
 
 def entity_hash(entity: str) -> int:
@@ -115,12 +116,13 @@ class FieldPlan:
 
 @dataclass
 class BatchKeys:
-    """Per-row arrays of one batch (N rows)."""
+    """Per-row arrays of one batch (N rows, T tracked categorical fields, V their values)."""
 
     entity_code: np.ndarray  # int64 [N], -1 = no entity
     entities: np.ndarray  # uint64 [E], the distinct entity hashes of the batch
-    cat_codes: list[np.ndarray]  # per tracked field: int64 [N] value code, -1 = missing
-    cat_luts: list[np.ndarray]  # per tracked field: uint32 key of each value code
+    value_id: np.ndarray  # int64 [T, N]: the row's value of field t, an index into value_key
+    value_key: np.ndarray  # uint32 [V]: key of ``field=value``, the fields' values in field order
+    value_offset: np.ndarray  # int64 [T + 1]: field t's values are value_key[off[t]:off[t+1]]
     num_bins: np.ndarray  # int16 [N, Fn], -1 = missing
     num_log: np.ndarray  # float32 [N, Fn] sign·log1p value (NaN missing)
     hour: np.ndarray  # int8 [N], -1 = missing
@@ -132,18 +134,16 @@ class BatchKeys:
     def __len__(self) -> int:
         return len(self.entity_code)
 
+    @property
+    def present(self) -> np.ndarray:
+        """bool [T, N]: row n has a value of tracked field t."""
+        return self.value_id >= 0
+
     def values_of(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(row, tracked field, key) of every value present in ``rows`` (field-major)."""
-        ev, tt, key = [], [], []
-        for t, (codes, lut) in enumerate(zip(self.cat_codes, self.cat_luts, strict=True)):
-            c = codes[rows]
-            at = np.flatnonzero(c >= 0)
-            ev.append(rows[at])
-            tt.append(np.full(len(at), t, dtype=np.int64))
-            key.append(lut[c[at]])
-        if not ev:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.uint32)
-        return np.concatenate(ev), np.concatenate(tt), np.concatenate(key).astype(np.uint32)
+        ids = self.value_id[:, rows]
+        tt, at = np.nonzero(ids >= 0)
+        return rows[at], tt, self.value_key[ids[tt, at]]
 
 
 class ValueNames:
@@ -181,69 +181,92 @@ class ValueNames:
         return keys
 
 
+def _host(array: Any) -> np.ndarray:
+    """A NumPy view of a featurizer array (a host copy of a CuPy one; CuPy stays unimported)."""
+    if hasattr(array, "__cuda_array_interface__"):
+        return np.asarray(array.get())
+    return np.asarray(array)
+
+
 def _entities(spec: FeatureSpec, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """(code per row, -1 = no entity; distinct entity hashes) for the first non-null of the
-    spec's entity columns (``Featurizer.entities``, hashed and grouped)."""
-    codes = np.full(len(frame), -1, dtype=np.int64)
-    hashes: list[np.ndarray] = []
-    offset = 0
-    todo = np.arange(len(frame))  # rows still without an entity
+    spec's entity columns (``Featurizer.entities``, hashed and grouped): the columns are
+    merged first, so the batch is factorized and hashed once."""
+    values: np.ndarray | None = None
     for col in spec.entity:
-        if col not in frame.columns or len(todo) == 0:
+        if col not in frame.columns:
             continue
-        values = frame[col].to_numpy()
-        code, uniques = pd.factorize(values if len(todo) == len(frame) else values[todo])
-        found = code >= 0
-        codes[todo[found]] = code[found] + offset
-        hashes.append(_hash_values(uniques))
-        offset += len(uniques)
-        todo = todo[~found]
-    if not hashes:
-        return codes, np.zeros(0, dtype=np.uint64)
-    if len(hashes) == 1:
-        return codes, hashes[0]
-    # one name in two columns (a user called like a host) is one entity
-    remap, uniq = pd.factorize(np.concatenate(hashes))
-    return np.where(codes >= 0, remap[np.maximum(codes, 0)], -1), np.asarray(uniq, np.uint64)
+        column = frame[col].to_numpy()
+        if values is None:
+            values = column
+            continue
+        missing = pd.isna(values)
+        if not missing.any():
+            break
+        values = np.where(missing, column, values)
+    if values is None:
+        return np.full(len(frame), -1, dtype=np.int64), np.zeros(0, dtype=np.uint64)
+    codes, uniques = pd.factorize(values)
+    codes = codes.astype(np.int64, copy=False)
+    hashes, strings = _hash_values(uniques)
+    if not strings:
+        # one spelling, two values (a user 123 and a host "123") is one entity
+        remap, uniq = pd.factorize(hashes)
+        return np.where(codes >= 0, remap[np.maximum(codes, 0)], -1), np.asarray(uniq, np.uint64)
+    return codes, hashes
 
 
-def _value_codes(
+def _value_ids(
     batch: FeaturizedBatch, names: list[str], value_names: ValueNames | None
-) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Per tracked field: the value code of each row (-1: missing) and the uint32 key of
-    ``field=value`` of each code.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For the tracked fields: the id of each row's value ([T, N], -1: missing), the uint32 key
+    of ``field=value`` of each id, and where each field's ids start ([T + 1]).
 
-    The featurizer already factorized every categorical column; when the batch carries those
-    codes (``FeaturizedBatch.categories``) they are reused, else the column is factorized here.
+    The featurizer already factorized every categorical column: its codes
+    (``FeaturizedBatch.categories``) are reused; a column it did not see is factorized here.
     """
     frame = batch.frame
+    n = len(frame)
     known: dict[str, tuple[Any, Any]] = getattr(batch, "categories", None) or {}
-    codes_out: list[np.ndarray] = []
+    ids = np.full((len(names), n), -1, dtype=np.int64)
     luts: list[np.ndarray] = []
-    for name in names:
+    offset = np.zeros(len(names) + 1, dtype=np.int64)
+    for t, name in enumerate(names):
         if name in known:
             codes, uniques = known[name]
+            codes = _host(codes)
         elif name in frame.columns:
             codes, uniques = pd.factorize(frame[name].to_numpy())
         else:
-            codes, uniques = np.full(len(frame), -1), []
+            codes, uniques = None, []
         if len(uniques) == 0:
             lut = np.zeros(0, dtype=np.uint32)
         elif value_names is not None:
             lut = value_names.keys_of(name, uniques)
         else:
             lut = _fold(hash_strings([f"{name}={canonical_str(u)}" for u in uniques]))
-        codes_out.append(np.asarray(codes, dtype=np.int64))
+        if codes is not None and len(lut):
+            np.add(codes, offset[t], out=ids[t], where=codes >= 0)
         luts.append(lut)
-    return codes_out, luts
+        offset[t + 1] = offset[t] + len(lut)
+    keys = np.concatenate(luts) if luts else np.zeros(0, dtype=np.uint32)
+    return ids, keys.astype(np.uint32, copy=False), offset
 
 
-def _clock(spec: FeatureSpec, frame: pd.DataFrame) -> int:
-    """Latest event time of the batch in epoch seconds, parsing one value, not the column.
+def _clock(spec: FeatureSpec, frame: pd.DataFrame, times: Any = None) -> int:
+    """Latest event time of the batch in epoch seconds.
 
-    ISO-8601 UTC strings sort chronologically as text, so the text maximum is parsed; numbers
-    are epoch seconds or milliseconds. Anything else falls back to parsing the whole column.
+    From the featurizer's parsed times when the batch carries them (``FeaturizedBatch.times``);
+    else parsing one value, not the column: ISO-8601 UTC strings sort chronologically as text,
+    so the text maximum is parsed; numbers are epoch seconds or milliseconds. Anything else
+    falls back to parsing the whole column.
     """
+    if times is not None:
+        t = _host(times)
+        if len(t) == 0:
+            return 0
+        latest = float(np.fmax.reduce(t))  # NaN only when every time is missing
+        return int(latest) if np.isfinite(latest) else 0
     col = spec.timestamp
     if not col or col not in frame.columns or len(frame) == 0:
         return 0
@@ -262,9 +285,12 @@ def _clock(spec: FeatureSpec, frame: pd.DataFrame) -> int:
     return 0 if pd.isna(top) else int(top.timestamp())
 
 
-def _tame(z: np.ndarray) -> bool:
-    """True when no z is NaN/inf or beyond +-1000 (one pass; the usual case)."""
-    return bool(np.abs(z).max(initial=0.0) <= 1e3)  # NaN compares False
+def _tame(z: np.ndarray) -> np.ndarray:
+    """z clipped to +-1000, NaN as 0 (the model's z divide by small calibration stds)."""
+    out = np.clip(z, -1e3, 1e3)
+    if out.size and np.isnan(out.max()):  # max is NaN when any element is
+        np.copyto(out, 0.0, where=np.isnan(out))
+    return out
 
 
 def extract(
@@ -301,17 +327,18 @@ def extract(
         outputs["IS_ANOMALY"].reshape(-1).astype(bool) if "IS_ANOMALY" in outputs else (score > thr)
     )
     entity_code, entities = _entities(spec, frame)
-    cat_codes, cat_luts = _value_codes(batch, plan.categorical, value_names)
+    value_id, value_key, value_offset = _value_ids(batch, plan.categorical, value_names)
     return BatchKeys(
         entity_code=entity_code,
         entities=entities,
-        cat_codes=cat_codes,
-        cat_luts=cat_luts,
+        value_id=value_id,
+        value_key=value_key,
+        value_offset=value_offset,
         num_bins=bins.astype(np.int16),
         num_log=logs,
         hour=hour,
         g=g,
-        field_z=field_z if _tame(field_z) else np.nan_to_num(np.clip(field_z, -1e3, 1e3)),
+        field_z=_tame(field_z),
         flagged=flagged,
-        clock=_clock(spec, frame),
+        clock=_clock(spec, frame, getattr(batch, "times", None)),
     )

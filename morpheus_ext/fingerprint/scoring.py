@@ -75,7 +75,7 @@ def _distinct(ids: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.nd
     ids in [0, size): a bincount when that is dense enough, else a hash grouping."""
     if size <= 4 * len(ids) + 65_536:
         counts = np.bincount(ids, minlength=size)
-        uniq = np.flatnonzero(counts)
+        uniq = np.flatnonzero(counts > 0)  # (nonzero of a bool array is the fast path)
         pos = np.zeros(size, dtype=np.int64)
         pos[uniq] = np.arange(len(uniq))
         return pos[ids], uniq, counts[uniq]
@@ -87,44 +87,34 @@ def _distinct(ids: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.nd
 
 
 def locate(state: BaselineState, index: EntityIndex, keys: BatchKeys, probes: int) -> Located:
+    """Find the batch's entities and their (entity, value) pairs in the state (see
+    :class:`Located`): one grouping of all tracked fields' pairs and one table lookup."""
     # a batch without any entity still gets one (absent) entity, so per-entity arrays are
     # never empty; every row points at it through code -1 and is masked as unknown
     entity_rows = index.lookup(keys.entities) if len(keys.entities) else np.full(1, -1)
     code = keys.entity_code
     rows = np.where(code >= 0, entity_rows[np.maximum(code, 0)], -1)
     e = len(keys.entities)
-    known = rows >= 0
-    parts: list[list[np.ndarray]] = [[] for _ in range(8)]
-    offset = 0
-    for t, (codes, lut) in enumerate(zip(keys.cat_codes, keys.cat_luts, strict=True)):
-        ev = np.flatnonzero(known & (codes >= 0))
-        if len(ev) == 0:
-            continue
-        v = len(lut)
-        pair, uniq, count = _distinct(code[ev] * v + codes[ev], e * v)
-        for part, arr in zip(
-            parts,
-            (
-                ev,
-                np.full(len(ev), t),
-                pair + offset,
-                uniq // v,
-                lut[uniq % v],
-                np.full(len(uniq), t),
-                count,
-                entity_rows[uniq // v],
-            ),
-            strict=True,
-        ):
-            part.append(arr)
-        offset += len(uniq)
-    if offset == 0:
-        empty = np.zeros(0, dtype=np.int64)
+    n = len(code)
+    empty = np.zeros(0, dtype=np.int64)
+    flat = np.flatnonzero((keys.value_id >= 0) & (rows >= 0))  # field-major: t * N + event
+    if len(flat) == 0:
         return Located(rows, entity_rows, *(empty,) * 3, *(empty,) * 7)
-    ev, tt, pair, q_ent, q_key, q_tt, q_count, q_row = (np.concatenate(p) for p in parts)
-    q_key = q_key.astype(np.uint32)
+    tt, ev = np.divmod(flat, n)
+    vid = keys.value_id.reshape(-1)[flat]
+    off = keys.value_offset
+    # pair id: field t's block of E * V_t ids, entity-major inside (ids ascend field by field)
+    width = np.diff(off)
+    pair, uniq, count = _distinct(
+        (e * off[:-1] - off[:-1])[tt] + code[ev] * width[tt] + vid, e * int(off[-1])
+    )
+    q_tt = np.searchsorted(e * off[1:], uniq, side="right")
+    local = uniq - e * off[q_tt]
+    q_ent, q_val = np.divmod(local, width[q_tt])
+    q_key = keys.value_key[q_val + off[q_tt]]
+    q_row = entity_rows[q_ent]
     seen, slot = lookup(state, q_row, q_key, probes)
-    return Located(rows, entity_rows, ev, tt, pair, q_ent, q_row, q_key, q_tt, q_count, seen, slot)
+    return Located(rows, entity_rows, ev, tt, pair, q_ent, q_row, q_key, q_tt, count, seen, slot)
 
 
 @dataclass
@@ -224,13 +214,13 @@ def score(
             burst = _burst(g, at.q_key, seen, p, count, u * t_cat, config.bursts == "all")
             surprise = np.maximum(surprise, burst)
         nov_q = np.where(q_use & (nn >= min_field), np.maximum(surprise - hh, 0.0), 0.0)
-        pick = use[at.ev]
-        novelty[at.ev[pick], plan.cat_index[at.tt[pick]]] = nov_q[at.pair[pick]]
+        # nov_q is 0 for entities without a baseline (q_use), so every pair can be written
+        novelty.reshape(-1)[at.ev * f_all + plan.cat_index[at.tt]] = nov_q[at.pair]
 
     # --- numeric histograms, only where an event has the value and an entity baseline
     if f_num:
         nb = config.numeric_bins
-        cum = np.cumsum(state.hist[urows], axis=2, dtype=np.int64).reshape(-1)  # [U * Fn * B]
+        cum = np.cumsum(state.hist[urows], axis=2, dtype=np.int32).reshape(-1)  # [U * Fn * B]
         ev_n, f_n = np.nonzero(use[:, None] & (keys.num_bins >= 0))
         base = (u_of[ev_n] * f_num + f_n) * nb
         b = keys.num_bins[ev_n, f_n].astype(np.int64)
@@ -327,7 +317,8 @@ def _chernoff(m: np.ndarray, b: np.ndarray, p: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         rest = np.where(q < 1.0, (b - m) * np.log((1.0 - q) / (1.0 - p)), 0.0)
         kl = m * np.log(q / p) + rest
-    return np.where((q > 2.0 * p) & (m > 1), np.maximum(np.nan_to_num(kl), 0.0), 0.0)
+    # where it applies kl is finite (q > 2p > 0 and q <= 1); fmax maps NaN elsewhere to 0
+    return np.where((q > 2.0 * p) & (m > 1), np.fmax(kl, 0.0), 0.0)
 
 
 def _smooth_hours(hist: np.ndarray, half: int) -> np.ndarray:

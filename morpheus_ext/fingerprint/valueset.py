@@ -20,6 +20,12 @@ from morpheus_ext.fingerprint.state import BaselineState
 
 _COUNT_MAX = np.iinfo(np.uint16).max
 _BLOCKED = np.iinfo(np.int64).max
+_WORDS: dict[int, type[np.unsignedinteger]] = {
+    8: np.uint8,
+    16: np.uint16,
+    32: np.uint32,
+    64: np.uint64,
+}  # table sizes whose rows pack into one machine word
 
 
 def _windows(rows: np.ndarray, keys: np.ndarray, k: int, probes: int) -> np.ndarray:
@@ -38,6 +44,17 @@ def lookup(
     k = state.vkey.shape[1]
     if len(rows) == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    if k in _WORDS:
+        # A key only ever sits in its own window and at most once per row (insert looks it up
+        # first), so matching the whole row finds the same slot: one contiguous row gather
+        # instead of a computed window, the match packed into one word per row.
+        eq = state.vkey[rows] == keys[:, None]
+        bits = np.packbits(eq, axis=1, bitorder="little").view(_WORDS[k]).ravel()
+        found = bits != 0
+        at = rows * k + np.log2(np.maximum(bits, 1)).astype(np.int64)  # the set bit
+        slot = np.where(found, at, -1)
+        counts = np.where(found, state.vcount.reshape(-1)[at], 0).astype(np.int64)
+        return counts, slot
     flat = _windows(rows, keys, k, probes)
     vkey = state.vkey.reshape(-1)
     eq = vkey[flat] == keys[:, None]
@@ -64,21 +81,25 @@ def insert(
     counts: np.ndarray,
     day: int,
     probes: int,
+    absent: bool = False,
 ) -> int:
     """Add ``counts`` sightings of unique (row, key) pairs; returns how many keys were dropped.
 
     A key is dropped only when every slot of its window was written earlier in the same batch.
+    ``absent``: the caller knows none of the pairs is in the table (skips looking them up).
     """
     if len(rows) == 0:
         return 0
     vkey, vcount = state.vkey.reshape(-1), state.vcount.reshape(-1)
     vday, vfield = state.vday.reshape(-1), state.vfield.reshape(-1)
-    _, slot = lookup(state, rows, keys, probes)
-    hit = slot >= 0
-    s = slot[hit]
-    vcount[s] = np.minimum(vcount[s].astype(np.int64) + counts[hit], _COUNT_MAX)
-
-    miss = np.flatnonzero(~hit)
+    if absent:
+        miss = np.arange(len(rows))
+    else:
+        _, slot = lookup(state, rows, keys, probes)
+        hit = slot >= 0
+        s = slot[hit]
+        vcount[s] = np.minimum(vcount[s].astype(np.int64) + counts[hit], _COUNT_MAX)
+        miss = np.flatnonzero(~hit)
     pending = miss[np.lexsort((keys[miss], -counts[miss]))]  # priority order
     written = np.zeros(0, dtype=np.int64)
     dropped = 0

@@ -13,6 +13,10 @@ What it guarantees the pipeline:
   0, ``secureai_inference_errors_total``) and in the log (one WARNING when it starts, one INFO
   when it ends).
 
+* **CUDA shared memory** (opt-in, ``shared_memory="cuda"``) — with Triton on the same GPU host
+  the batch and the outputs travel through CUDA IPC buffers (:mod:`.cuda_shm`) rather than the
+  request body; the rest (split, retry, checks) is unchanged.
+
 Names and shapes stay those Morpheus' own TritonInferenceStage expects (one input with dims
 [256], ``max_batch_size > 0``, ``ANOMALY_SCORE`` mappable to ``probs``).
 """
@@ -24,16 +28,20 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from morpheus_ext.inference.base import ModelInfo
+
+if TYPE_CHECKING:
+    from morpheus_ext.inference.cuda_shm import CudaSharedMemory
 from morpheus_ext.metrics import pipeline_metrics
 from morpheus_ext.model_repository import AUTOENCODER, ENSEMBLE, ENSEMBLE_OUTPUTS, INPUT
 
 log = logging.getLogger(__name__)
 Protocol = Literal["grpc", "http"]
+SharedMemory = Literal["none", "cuda"]
 ENGINE = "triton"
 
 
@@ -95,6 +103,8 @@ class TritonEngine:
         retry: RetryPolicy | None = None,
         tls: TLSOptions | None = None,
         connect_timeout_s: float = 10.0,
+        shared_memory: SharedMemory = "none",
+        cuda_device: int = 0,
     ) -> None:
         self.url = _strip_scheme(url)
         self.model = model
@@ -110,6 +120,7 @@ class TritonEngine:
         self._inflight = 0
         self._inflight_lock = threading.Lock()
         self.info = self._check_model(spec_hash, connect_timeout_s)
+        self._shm = self._shared_memory(shared_memory, cuda_device)
         self._metrics.engine_up.labels(ENGINE).set(1)
 
     # ------------------------------------------------------------------ connection
@@ -210,6 +221,22 @@ class TritonEngine:
             value = params.get("feature_spec_hash", {}).get("string_value")
         return None if value is None else str(value)
 
+    def _shared_memory(self, kind: SharedMemory, device_id: int) -> CudaSharedMemory | None:
+        """``cuda``: tensors travel through CUDA IPC buffers (same GPU host; see cuda_shm)."""
+        if kind == "none":
+            return None
+        from morpheus_ext.inference.cuda_shm import (
+            CudaSharedMemory,
+            CudaSharedMemoryUnavailable,
+            layouts_from_metadata,
+        )
+
+        try:
+            layouts = layouts_from_metadata(self._metadata(self.model))
+            return CudaSharedMemory(layouts, self.info.max_batch_size, device_id)
+        except CudaSharedMemoryUnavailable as exc:
+            raise TritonEngineError(str(exc)) from exc
+
     # ------------------------------------------------------------------ inference
     def infer(self, tensor: np.ndarray) -> dict[str, np.ndarray]:
         return self.submit(tensor).result()
@@ -244,6 +271,13 @@ class TritonEngine:
 
     def _request(self, x: np.ndarray) -> dict[str, np.ndarray]:
         lib = self._client_lib
+        if self._shm is not None:
+            timeout: dict[str, Any] = (
+                {"timeout": int(self.request_timeout_s * 1e6)}
+                if self.protocol == "http"
+                else {"client_timeout": self.request_timeout_s}
+            )
+            return dict(self._shm.infer(self._client(), lib, self.model, x, **timeout))
         inp = lib.InferInput(INPUT, list(x.shape), "FP32")
         if self.protocol == "http":
             inp.set_data_from_numpy(x, binary_data=True)
@@ -299,6 +333,8 @@ class TritonEngine:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+        if self._shm is not None:
+            self._shm.close()
         client = getattr(self._local, "client", None)
         if client is not None:
             client.close()

@@ -32,6 +32,7 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from morpheus_ext.records import ScoreRecords
 from morpheus_ext.stages.input import Origin, RawBatch
 
 log = logging.getLogger(__name__)
@@ -64,13 +65,13 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
     "enable.partition.eof": False,
     # Low latency: a broker that holds an empty fetch for the full wait (Tansu does) would add
     # up to this much to every event; Kafka answers as soon as data arrives either way.
-    "fetch.wait.max.ms": 20,
+    "fetch.wait.max.ms": 5,
     # Large fetches: the consumer thread keeps a backlog ready while Python scores a batch.
     "fetch.max.bytes": 64 * 1024 * 1024,
     "queued.max.messages.kbytes": 256 * 1024,
 }
 PRODUCER_DEFAULTS: dict[str, Any] = {
-    "linger.ms": 5,
+    "linger.ms": 1,
     "batch.num.messages": 10_000,
     "batch.size": 4 * 1024 * 1024,
     "queue.buffering.max.messages": 1_000_000,
@@ -107,11 +108,51 @@ def producer_config(
 
 
 # --------------------------------------------------------------------------- source
+class KafkaRawBatch(RawBatch):
+    """A :class:`RawBatch` whose :class:`Origin` objects are built on first use.
+
+    Only dead letters and rebalances need origins; building one object per consumed message
+    cost more than decoding it. Appending to ``origins`` works (it builds them first).
+    """
+
+    def __init__(self) -> None:
+        self._pending: list[tuple[list[str], list[int], list[int]]] = []
+        self._origins: list[Origin] = []
+        super().__init__()
+
+    @property
+    def origins(self) -> list[Origin]:
+        if self._pending:
+            for topics, partitions, offsets in self._pending:
+                self._origins.extend(map(Origin, topics, partitions, offsets))
+            self._pending.clear()
+        return self._origins
+
+    @origins.setter
+    def origins(self, value: list[Origin]) -> None:
+        self._pending = []
+        self._origins = value
+
+    def add(
+        self, values: list[bytes], topics: list[str], parts: list[int], offs: list[int]
+    ) -> None:
+        self.values.extend(values)
+        self._pending.append((topics, parts, offs))
+
+
+_value = Message.value
+_topic = Message.topic
+_partition = Message.partition
+_offset = Message.offset
+_timestamp = Message.timestamp
+_error = Message.error
+
+
 @dataclass
 class ConsumedBatch:
     """Raw values with origins, their produce timestamps (ms, -1 unknown) and offset ranges."""
 
-    raw: RawBatch = field(default_factory=RawBatch)
+    raw: RawBatch = field(default_factory=KafkaRawBatch)
     timestamps_ms: list[int] = field(default_factory=list)
     first_offsets: dict[TP, int] = field(default_factory=dict)
     next_offsets: dict[TP, int] = field(default_factory=dict)
@@ -124,21 +165,27 @@ class ConsumedBatch:
         """Add consumed messages (no error) in order; a missing value becomes ``b""``."""
         if not messages:
             return
-        self.raw.values.extend([m.value() or b"" for m in messages])
+        # Column by column through C-level map(): this runs once per consumed event.
+        maybe = list(map(_value, messages))
+        values = cast(list[bytes], maybe if None not in maybe else [v or b"" for v in maybe])
         # A consumed message always has topic, partition and offset (None only for produce).
-        coords = cast(
-            list[tuple[str, int, int]], [(m.topic(), m.partition(), m.offset()) for m in messages]
-        )
-        self.raw.origins.extend([Origin(t, p, o) for t, p, o in coords])
+        topics = cast(list[str], list(map(_topic, messages)))
+        parts = cast(list[int], list(map(_partition, messages)))
+        offsets = cast(list[int], list(map(_offset, messages)))
+        if isinstance(self.raw, KafkaRawBatch):
+            self.raw.add(values, topics, parts, offsets)
+        else:
+            self.raw.values.extend(values)
+            self.raw.origins.extend(map(Origin, topics, parts, offsets))
         self.timestamps_ms.extend(
-            [ts if kind != 0 else -1 for kind, ts in (m.timestamp() for m in messages)]
+            [ts if kind != 0 else -1 for kind, ts in map(_timestamp, messages)]
         )
+        tps = list(zip(topics, parts, strict=True))
         first, nxt = self.first_offsets, self.next_offsets
-        for t, p, o in coords:  # the last offset per partition wins
-            tp = (t, p)
-            if tp not in first:
-                first[tp] = o
-            nxt[tp] = o + 1
+        for tp, o in dict(zip(reversed(tps), reversed(offsets), strict=True)).items():
+            first.setdefault(tp, o)  # the first offset per partition (of this call) ...
+        for tp, o in dict(zip(tps, offsets, strict=True)).items():
+            nxt[tp] = o + 1  # ... and the last one
 
     def without(self, revoked: set[TP]) -> ConsumedBatch:
         """The batch minus the values of ``revoked`` partitions (another consumer owns them)."""
@@ -233,7 +280,8 @@ class KafkaSourceStage:
 
     def _add(self, batch: ConsumedBatch, messages: list[Message]) -> None:
         good = messages
-        if any(m.error() is not None for m in messages):
+        errors = list(map(_error, messages))
+        if errors.count(None) != len(errors):
             good = []
             for message in messages:
                 err = message.error()
@@ -349,8 +397,10 @@ class KafkaSinkStage:
 
 
 # --------------------------------------------------------------------------- encoding
-def score_messages(records: list[dict[str, Any]]) -> list[tuple[bytes | None, bytes]]:
+def score_messages(records: Sequence[dict[str, Any]]) -> list[tuple[bytes | None, bytes]]:
     """(key, value) per score record: key = event id (None when the event has none)."""
+    if isinstance(records, ScoreRecords):  # column-wise: JSON lines without per-event dicts
+        return list(zip(records.keys(), records.json_lines(), strict=True))
     dumps = orjson.dumps
     return [
         (None if (eid := r.get("event_id")) is None else str(eid).encode(), dumps(r))

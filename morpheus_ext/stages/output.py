@@ -7,12 +7,14 @@ they are valid UTF-8, else base64), the origin and the reason, so nothing bad di
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
 import orjson
 
+from morpheus_ext.records import ScoreRecords
 from morpheus_ext.stages.input import Origin
 
 
@@ -41,11 +43,14 @@ class JsonlSink:
         self._fh: IO[bytes] = self.path.open("wb")
         self.count = 0
 
-    def write(self, records: list[dict[str, Any]]) -> None:
+    def write(self, records: Sequence[dict[str, Any]]) -> None:
         if records:
-            self._fh.write(
-                b"".join(orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for r in records)
-            )
+            if isinstance(records, ScoreRecords):  # column-wise: no dict per record
+                self._fh.write(records.jsonl())
+            else:
+                self._fh.write(
+                    b"".join(orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for r in records)
+                )
             self._fh.flush()
             self.count += len(records)
 

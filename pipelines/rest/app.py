@@ -186,7 +186,8 @@ class BodyLimitMiddleware:
 
 
 class MetricsMiddleware:
-    """Counts every answered request (including 413s from the body limit) and its duration."""
+    """Counts every answered request (including 413s from the body limit), its duration and
+    the requests in progress."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -206,9 +207,12 @@ class MetricsMiddleware:
                 status[0] = int(message["status"])
             await send(message)
 
+        inflight = self.metrics.inflight.labels(route)
+        inflight.inc()
         try:
             await self.app(scope, receive, capture)
         finally:
+            inflight.dec()
             self.metrics.requests.labels(route, str(status[0])).inc()
             self.metrics.duration.labels(route).observe(time.perf_counter() - started)
 
@@ -403,8 +407,8 @@ def create_app(config: ApiConfig) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if config.metrics_port:
-            start_http_server(config.metrics_port, addr=config.host)
-            log.info("metrics on %s:%d/metrics", config.host, config.metrics_port)
+            start_http_server(config.metrics_port, addr=config.metrics_host)
+            log.info("metrics on %s:%d/metrics", config.metrics_host, config.metrics_port)
         holder.start()
         try:
             yield

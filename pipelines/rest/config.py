@@ -111,7 +111,10 @@ class ApiConfig(_Strict):
     tls: ServerTLSConfig | None = None
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
     """Also serve Prometheus metrics on this port (``prometheus_client.start_http_server`` on
-    ``host``); ``/metrics`` on the API port is always there. 0 or null: no extra port."""
+    ``metrics_host``); ``/metrics`` on the API port is always there. 0 or null: no extra port."""
+    metrics_host: str = "127.0.0.1"
+    """Address of the extra metrics port: loopback unless set, whatever ``host`` is (the
+    unauthenticated endpoint is not exposed just because the API is)."""
     engine_retry_s: float = Field(default=2.0, gt=0)
     """While the engine cannot be built (Triton not up yet) ``/readyz`` says 503 and the
     service retries this often."""

@@ -6,7 +6,7 @@ URLs cannot blow up the label set: unknown paths count as ``other``.
 
 from __future__ import annotations
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -24,6 +24,13 @@ class ApiMetrics:
             "Time from request received to response sent, by route template.",
             ["route"],
             buckets=_BUCKETS,
+            registry=registry,
+        )
+        self.inflight = Gauge(
+            "secureai_api_inflight_requests",
+            "HTTP requests in progress, by route template (capped by "
+            "limits.max_concurrent_requests).",
+            ["route"],
             registry=registry,
         )
 

@@ -69,10 +69,14 @@ INFERENCE = [
         "Throughput and rejects",
         [
             Panel(
-                "Events per second by outcome",
-                [(f"sum by (outcome) (rate(secureai_events_total{R}))", "{{outcome}}")],
+                "Events per second in and out by outcome",
+                [
+                    (f"sum(rate(secureai_events_received_total{R}))", "in"),
+                    (f"sum by (outcome) (rate(secureai_events_total{R}))", "out: {{outcome}}"),
+                ],
                 unit="ops",
-                description="Events handled by the pipeline (scored or rejected).",
+                description="Events taken in, and out as score records (scored) or dead "
+                "letters (rejected). In above out for long: batches are held (Triton outage).",
             ),
             Panel(
                 "Reject ratio",
@@ -238,6 +242,12 @@ INFERENCE = [
                 ],
                 unit="s",
             ),
+            Panel(
+                "API requests in progress by route",
+                [("sum by (route) (secureai_api_inflight_requests)", "{{route}}")],
+                description="Open requests; beyond limits.max_concurrent_requests uvicorn "
+                "answers 503 at once.",
+            ),
         ],
     ),
 ]
@@ -322,6 +332,23 @@ FEDERATED = [
                 "Round duration",
                 [("max(secureai_fl_round_duration_seconds)", "last round")],
                 unit="s",
+            ),
+        ],
+    ),
+    Row(
+        "Sites (as each site reports it)",
+        [
+            Panel(
+                "Local optimizer steps by site (run total)",
+                [("max by (site) (secureai_fl_local_steps_total)", "{{site}}")],
+                description="Steps each site reports per train reply, summed over the run.",
+            ),
+            Panel(
+                "Privacy budget left by site",
+                [("min by (site) (secureai_fl_budget_left_epsilon)", "{{site}}")],
+                description="Lifetime epsilon a site's ledger still allows; at 0 it refuses "
+                "to train (a failed reply).",
+                extra={"thresholds": [("red", None), ("orange", 1), ("green", 3)]},
             ),
         ],
     ),

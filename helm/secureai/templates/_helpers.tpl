@@ -112,7 +112,7 @@ prometheus.io/path: {{ index . 2 | quote }}
 {{- end -}}
 {{- $kafka := dict "bootstrap_servers" (include "secureai.kafkaBootstrap" .) "topics" (list $k.topics.events) "group_id" $k.groupId "scores_topic" $k.topics.scores "dead_letter_topic" $k.topics.deadLetters "exactly_once" $k.exactlyOnce "batch_size" .Values.pipeline.batchSize "common" $common "consumer" $k.consumer "producer" $k.producer -}}
 {{- $inference := include "secureai.inference" (list . (dict "connect_timeout_s" .Values.pipeline.connectTimeoutS "max_outage_s" .Values.pipeline.maxOutageS)) | fromYaml -}}
-{{- toYaml (dict "name" "kafka-scoring" "spec" .Values.spec "kafka" $kafka "inference" $inference "metrics_port" .Values.pipeline.metricsPort) -}}
+{{- toYaml (dict "name" "kafka-scoring" "spec" .Values.spec "kafka" $kafka "inference" $inference "metrics_port" .Values.pipeline.metricsPort "metrics_host" "0.0.0.0") -}}
 {{- end -}}
 
 {{/* Where the API reads the model repository: the shared volume, else the image's copy */}}
