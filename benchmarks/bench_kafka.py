@@ -1,4 +1,4 @@
-"""Kafka end to end: sustained events/s and produce -> score-delivery latency (in-process engine).
+"""Kafka end to end: sustained events/s and produce -> score latency, in-process and Triton.
 
     python benchmarks/bench_kafka.py --out docs/benchmarks.md
 
@@ -13,6 +13,10 @@ measures from outside, by reading the scores topic:
   event, the time from the ``produce()`` call to the arrival of its score record (read back
   from the broker, so the broker has acknowledged it) — p50/p99/max after a warm-up.
 
+``--engines inprocess,triton`` (default) repeats the 1-process throughput and the latency runs
+with the pipeline scoring through a real CPU Triton server (scripts/triton harness, gRPC) on the
+same committed repository.
+
 Broker, pipeline and this harness share the machine's cores (2 here), as in the tests. Writes a
 Markdown section (between markers) with machine info and the exact command.
 """
@@ -20,6 +24,7 @@ Markdown section (between markers) with machine info and the exact command.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import os
 import shutil
@@ -41,6 +46,9 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from report import ROOT, git_commit, machine_info, update_section
 
 sys.path.insert(0, str(ROOT))  # scripts.kafka (a folder, not an installed package)
+sys.path.insert(0, str(ROOT / "scripts" / "triton"))
+
+import triton_harness
 
 from morpheus_ext.stages.input import frame_source
 from morpheus_ext.stages.kafka import ensure_topics
@@ -106,7 +114,20 @@ class Pipelines:
         return [log.read_text(errors="replace").strip().splitlines()[-1] for log in self.logs]
 
 
-def pipeline_config(bootstrap: str, topic: str, exactly_once: bool, **kafka: Any) -> dict[str, Any]:
+IN_PROCESS: dict[str, Any] = {
+    "engine": "inprocess",
+    "repository": str(ROOT / "triton_model_repository"),
+    "threads": 1,  # one ORT thread: the other core runs librdkafka's threads and the broker
+}
+
+
+def pipeline_config(
+    bootstrap: str,
+    topic: str,
+    exactly_once: bool,
+    inference: dict[str, Any] | None = None,
+    **kafka: Any,
+) -> dict[str, Any]:
     name = uuid.uuid4().hex[:8]
     return {
         "kafka": {
@@ -119,12 +140,7 @@ def pipeline_config(bootstrap: str, topic: str, exactly_once: bool, **kafka: Any
             "consumer": {"session.timeout.ms": 3000, "heartbeat.interval.ms": 1000},
             **kafka,
         },
-        # One ORT thread: the other core runs librdkafka's threads and the broker.
-        "inference": {
-            "engine": "inprocess",
-            "repository": str(ROOT / "triton_model_repository"),
-            "threads": 1,
-        },
+        "inference": inference or IN_PROCESS,
         "metrics_port": 0,
     }
 
@@ -173,6 +189,7 @@ def measure_throughput(
     events: list[tuple[bytes, bytes]],
     processes: int,
     eos: bool,
+    inference: dict[str, Any] | None = None,
 ) -> tuple[float, float, float]:
     """events/s, pipeline CPU µs/event (all processes), broker CPU µs/event."""
     bootstrap = broker.bootstrap
@@ -181,7 +198,8 @@ def measure_throughput(
     ensure_topics(bootstrap, {topic: PARTITIONS, f"{topic}-scores": PARTITIONS, f"{topic}-dlq": 1})
     produce_all(bootstrap, topic, events)
     reader = score_reader(bootstrap, f"{topic}-scores")
-    pipes = Pipelines(pipeline_config(bootstrap, topic, eos, batch_size=8192), workdir, processes)
+    config = pipeline_config(bootstrap, topic, eos, inference, batch_size=8192)
+    pipes = Pipelines(config, workdir, processes)
     try:
         seen: set[bytes] = set()
         first = last = 0.0
@@ -214,11 +232,12 @@ def measure_latency(
     rate: float,
     warmup_s: float,
     batch_timeout_ms: int,
+    inference: dict[str, Any] | None = None,
 ) -> tuple[dict[str, float], list[str]]:
     topic = f"lat-{uuid.uuid4().hex[:8]}"
     ensure_topics(bootstrap, {topic: PARTITIONS, f"{topic}-scores": PARTITIONS, f"{topic}-dlq": 1})
     reader = score_reader(bootstrap, f"{topic}-scores")
-    config = pipeline_config(bootstrap, topic, False, batch_timeout_ms=batch_timeout_ms)
+    config = pipeline_config(bootstrap, topic, False, inference, batch_timeout_ms=batch_timeout_ms)
     pipes = Pipelines(config, workdir)
     pipes.wait_assigned()
     sent_at: dict[bytes, float] = {}
@@ -285,6 +304,9 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=3.0, help="latency: seconds ignored")
     parser.add_argument("--batch-timeout-ms", type=int, default=50, help="latency runs")
     parser.add_argument("--skip", default="", help="comma list of: eos,scaleout,latency")
+    parser.add_argument(
+        "--engines", default="inprocess,triton", help="comma list of: inprocess,triton"
+    )
     parser.add_argument("--out", help="Markdown file to update (section between markers)")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
@@ -300,52 +322,72 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="bench-kafka-"))
     load_before = os.getloadavg()[0]
     rows: list[tuple[str, float, float, float]] = []
-    latencies: list[dict[str, float]] = []
-    # A fresh broker per run: Tansu's memory storage keeps every record, and with the ~2M
-    # records of earlier runs it gets slower (a later run would measure the leftovers).
-    runs = [("1 process, at-least-once", 1, False)]
-    if "eos" not in skip:
-        runs.append(("1 process, exactly-once", 1, True))
-    if "scaleout" not in skip:
-        runs.append(("2 processes, one group, at-least-once", 2, False))
-    for label, procs, eos in runs:
-        with KafkaBroker(workdir) as broker:
-            rate, pipe_us, broker_us = measure_throughput(broker, workdir, events, procs, eos)
-        print(
-            f"{label}: {rate:,.0f} events/s; CPU per event: pipeline {pipe_us:.1f} µs, "
-            f"broker {broker_us:.1f} µs",
-            flush=True,
-        )
-        rows.append((label, rate, pipe_us, broker_us))
-    for rate in rates:
-        with KafkaBroker(workdir) as lat_broker:
-            latency, _ = measure_latency(
-                lat_broker.bootstrap,
-                workdir,
-                lat_events[: int(rate * args.seconds)],
-                rate,
-                args.warmup,
-                args.batch_timeout_ms,
-            )
-            latencies.append(latency)
-        print(
-            f"latency at {latency['offered']:,.0f} events/s offered: p50 "
-            f"{latency['p50']:.1f} ms, p99 {latency['p99']:.1f} ms, max {latency['max']:.1f} "
-            f"ms ({latency['n']} events, {latency['missing']} missing)",
-            flush=True,
-        )
+    latencies: list[tuple[str, dict[str, float]]] = []
+    engines = [e for e in ("inprocess", "triton") if e in args.engines.split(",")]
+    for engine in engines:
+        with contextlib.ExitStack() as stack:
+            inference, label_suffix = IN_PROCESS, "in-process"
+            runs = [("1 process, at-least-once", 1, False)]
+            if engine == "triton":
+                server = stack.enter_context(
+                    triton_harness.TritonServer(
+                        ROOT / "triton_model_repository", workdir / "triton"
+                    )
+                )
+                inference = {"engine": "triton", "url": server.grpc_url, "protocol": "grpc"}
+                label_suffix = "Triton gRPC"
+            else:
+                if "eos" not in skip:
+                    runs.append(("1 process, exactly-once", 1, True))
+                if "scaleout" not in skip:
+                    runs.append(("2 processes, one group, at-least-once", 2, False))
+            # A fresh broker per run: Tansu's memory storage keeps every record, and with the
+            # ~2M records of earlier runs it gets slower (a later run would measure leftovers).
+            for label, procs, eos in runs:
+                with KafkaBroker(workdir) as broker:
+                    rate, pipe_us, broker_us = measure_throughput(
+                        broker, workdir, events, procs, eos, inference
+                    )
+                label = f"{label_suffix}: {label}"
+                print(
+                    f"{label}: {rate:,.0f} events/s; CPU per event: pipeline {pipe_us:.1f} µs, "
+                    f"broker {broker_us:.1f} µs",
+                    flush=True,
+                )
+                rows.append((label, rate, pipe_us, broker_us))
+            for rate in rates:
+                with KafkaBroker(workdir) as lat_broker:
+                    latency, _ = measure_latency(
+                        lat_broker.bootstrap,
+                        workdir,
+                        lat_events[: int(rate * args.seconds)],
+                        rate,
+                        args.warmup,
+                        args.batch_timeout_ms,
+                        inference,
+                    )
+                    latencies.append((label_suffix, latency))
+                print(
+                    f"{label_suffix} latency at {latency['offered']:,.0f} events/s offered: p50 "
+                    f"{latency['p50']:.1f} ms, p99 {latency['p99']:.1f} ms, max "
+                    f"{latency['max']:.1f} ms ({latency['n']} events, {latency['missing']} "
+                    "missing)",
+                    flush=True,
+                )
     shutil.rmtree(workdir, ignore_errors=True)
     load = f"1-min load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after"
 
     command = "python benchmarks/bench_kafka.py " + " ".join(sys.argv[1:])
     lines = [
-        "## Kafka end to end (in-process engine)",
+        "## Kafka end to end (in-process and Triton engines)",
         "",
         f"- Machine: {machine_info()}, {kafka_info()}",
         f"- Command: `{command}` (commit {git_commit()}, {datetime.now(UTC):%Y-%m-%d})",
         "- Broker, pipeline process(es) and this harness share the machine's cores. Pipeline: "
         "`python -m pipelines.cli_kafka run` (= `secureai run`), 4 partitions, committed model "
-        "repository, security_events spec, ORT 1 thread; a fresh broker for every run below. "
+        "repository, security_events spec; in-process: ORT 1 thread; Triton: the CPU harness "
+        "(python-backend ONNX Runtime, scripts/triton/) over gRPC on the same machine; a fresh "
+        "broker for every run below. "
         f"Machine: {load} (other work on the machine shows up here).",
         "",
         f"Sustained throughput: {args.events:,} events produced first, then drained; events/s "
@@ -355,7 +397,8 @@ def main() -> int:
         "CPU per event is the pipeline process(es)' (all threads: Python, librdkafka, ONNX "
         "Runtime) and the broker's, over the same interval: it varies far less with other load "
         "than events/s. 2e6 / (pipeline + broker µs) bounds what two fully used cores could do "
-        "(several pipeline processes, broker on the same machine).",
+        "(several pipeline processes, broker on the same machine). Triton rows: the server's "
+        "own processes (gRPC front end, python-backend stubs) are in neither column.",
         "",
         "| pipeline | events/s | pipeline CPU µs/event | broker CPU µs/event |",
         "|---|---:|---:|---:|",
@@ -371,12 +414,12 @@ def main() -> int:
             "warm-up. A rate above what the pipeline sustains on the cores left to it shows as "
             "queueing (seconds).",
             "",
-            "| offered events/s | p50 | p99 | max | events measured | without a score |",
-            "|---:|---:|---:|---:|---:|---:|",
+            "| engine | offered events/s | p50 | p99 | max | events measured | without a score |",
+            "|---|---:|---:|---:|---:|---:|---:|",
             *[
-                f"| {x['offered']:,.0f} | {x['p50']:.1f} ms | {x['p99']:.1f} ms "
+                f"| {e} | {x['offered']:,.0f} | {x['p50']:.1f} ms | {x['p99']:.1f} ms "
                 f"| {x['max']:.1f} ms | {int(x['n']):,} | {int(x['missing'])} |"
-                for x in latencies
+                for e, x in latencies
             ],
         ]
     if args.out:

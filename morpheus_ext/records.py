@@ -13,7 +13,8 @@ Without baselines the pipeline keeps a batch's records column-wise (:class:`Scor
 Kafka and file sinks get each record's JSON line assembled by Arrow string kernels from per-column
 JSON fragments, byte for byte what ``orjson.dumps`` makes of the record's dict, without building
 the dicts (the dict per event was most of the scoring path's CPU). The dicts are built only when
-someone indexes or iterates the records.
+someone indexes or iterates the records. With baselines too: the reasons' texts and the entity's
+numbers come as JSON fragments from :func:`~morpheus_ext.fingerprint.reasons.reason_fragments`.
 """
 
 from __future__ import annotations

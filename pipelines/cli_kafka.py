@@ -13,6 +13,7 @@ pipelines.cli_kafka`` runs them on their own. Errors are one line (``secureai: e
 from __future__ import annotations
 
 import argparse
+import functools
 import heapq
 import logging
 import os
@@ -123,26 +124,39 @@ def _synthetic_values(args: argparse.Namespace) -> Iterator[tuple[bytes | None, 
     )
     for raw in frame_source(frame, batch_size=8192, name="synthetic"):
         for value in raw.values:
-            yield _key_of(value), value
+            yield _key_of(value, args.key), value
 
 
-def _file_values(path: Path) -> Iterator[tuple[bytes | None, bytes]]:
+def _file_values(path: Path, key: str) -> Iterator[tuple[bytes | None, bytes]]:
     """Lines as raw bytes, undecoded (a bad line is produced as is: the pipeline rejects it)."""
     with path.open("rb") as fh:
         for line in fh:
             value = line.rstrip(b"\r\n")
             if value.strip():
-                yield _key_of(value), value
+                yield _key_of(value, key), value
 
 
-def _key_of(value: bytes) -> bytes | None:
-    """Key = the event id when the value is a JSON object that has one."""
+@functools.cache
+def _entity_fields() -> tuple[str, ...]:
+    """``--key entity``: the security_events spec's entity columns, first non-null wins."""
+    from morpheus_ext.feature_spec import load_spec
+
+    return tuple(load_spec("security_events").entity)
+
+
+def _key_of(value: bytes, key: str = "event_id") -> bytes | None:
+    """Message key: the event id (spreads load evenly), or the entity (``--key entity``) so
+    that all of one user's/host's events land on one partition, hence in one pipeline
+    process's baselines when several processes share the topic."""
     try:
         doc = orjson.loads(value)
     except orjson.JSONDecodeError:
         return None
-    eid = doc.get("event_id") if isinstance(doc, dict) else None
-    return None if eid is None else str(eid).encode()
+    if not isinstance(doc, dict):
+        return None
+    fields = _entity_fields() if key == "entity" else ("event_id",)
+    found = next((doc[f] for f in fields if doc.get(f) not in (None, "")), None)
+    return None if found is None else str(found).encode()
 
 
 def cmd_produce(args: argparse.Namespace) -> int:
@@ -156,7 +170,7 @@ def cmd_produce(args: argparse.Namespace) -> int:
         path = Path(args.file)
         if not path.is_file():
             raise CLIError(f"events file not found: {path}")
-        values: Iterator[tuple[bytes | None, bytes]] = _file_values(path)
+        values: Iterator[tuple[bytes | None, bytes]] = _file_values(path, args.key)
         with path.open("rb") as fh:
             total: int | None = sum(1 for line in fh if line.strip())
     else:
@@ -346,6 +360,13 @@ def register(sub: Any) -> None:
     src.add_argument("--file", help="a JSONL file, one event per line (sent undecoded)")
     p.add_argument("--rate", type=float, default=0.0, help="events/s (0: as fast as possible)")
     p.add_argument("--partitions", type=int, default=0, help="create the topic if missing")
+    p.add_argument(
+        "--key",
+        choices=("event_id", "entity"),
+        default="event_id",
+        help="message key: event id (even spread) or entity (one partition per user/host, "
+        "for per-entity baselines with several pipeline processes)",
+    )
     p.add_argument("--anomaly-rate", type=float, default=0.02)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")

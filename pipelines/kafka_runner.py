@@ -224,6 +224,12 @@ class KafkaScoringRunner:
         self._lock_fd: int | None = None
 
     # ------------------------------------------------------------------ control
+    @property
+    def learned_offsets(self) -> dict[TP, int]:
+        """Fingerprinting: per partition, the offset below which every event is in the
+        baselines (what the next checkpoint will record). A copy; empty without baselines."""
+        return dict(self._learned)
+
     def request_stop(self) -> None:
         """Drain and stop (thread-safe); a second call stops without waiting."""
         if self._stop.is_set():

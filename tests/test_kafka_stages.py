@@ -19,8 +19,8 @@ from morpheus_ext.stages.kafka import (
     score_messages,
 )
 from morpheus_ext.stages.output import dead_letter_record
+from pipelines.cli_kafka import _key_of, render_top
 from pipelines.cli_kafka import main as kafka_cli
-from pipelines.cli_kafka import render_top
 from pipelines.config import ConfigError
 from pipelines.kafka_config import PipelineConfig, load_pipeline_config
 from pipelines.morpheus_pipeline import morpheus_available
@@ -187,3 +187,12 @@ def test_unreachable_broker_fails_fast_with_one_line() -> None:
         source.close()
     text = err.value.args[0].str()
     assert text.startswith("no Kafka broker answered") and "\n" not in text
+
+
+def test_produce_keys_by_event_id_or_by_entity() -> None:
+    auth = orjson.dumps({"event_id": "e1", "user": "alice", "src_ip": "10.0.0.1"})
+    flow = orjson.dumps({"event_id": "e2", "user": None, "src_ip": "10.0.0.9"})
+    assert _key_of(auth) == b"e1" and _key_of(flow) == b"e2"
+    assert _key_of(auth, "entity") == b"alice"  # first non-null entity column of the spec
+    assert _key_of(flow, "entity") == b"10.0.0.9"
+    assert _key_of(b"{broken", "entity") is None and _key_of(b"[1]") is None
