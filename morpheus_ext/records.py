@@ -35,12 +35,21 @@ import pyarrow.compute as pc
 
 from morpheus_ext.feature_spec import FeatureSpec
 from morpheus_ext.featurizer import FeaturizedBatch, Featurizer, canonical_str
-from morpheus_ext.fingerprint.reasons import entity_reasons, escaped, reason_fragments
+from morpheus_ext.fingerprint.reasons import (
+    entity_reasons,
+    escaped,
+    fingerprint_tail,
+    reason_fragments,
+)
 from morpheus_ext.fingerprint.scoring import FingerprintScores
 from morpheus_ext.inference.base import ModelInfo
 
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "score_record.json"
 RECORD_VERSION = 1
+DICT_RECORDS_UP_TO = 0.25
+"""Up to this share of a batch explained (fingerprint reasons in words, typically the few
+flagged records), :class:`ScoreRecords` writes those records from dicts; above it, column-wise
+(Arrow kernels cost the same per call for 100 rows as for 4000)."""
 
 
 @cache
@@ -338,6 +347,7 @@ class ScoreRecords(Sequence[dict[str, Any]]):
             ',"reasons":[',
         ]
         k = top.shape[1]
+        by_dict = np.empty(0, dtype=np.int64)
         if k:
             used = np.unique(top)
             slot = np.zeros(max(len(fields), int(used.max()) + 1), dtype=np.int64)
@@ -360,7 +370,10 @@ class ScoreRecords(Sequence[dict[str, Any]]):
             names = _reason_heads(tuple(f.name for f in fields))
             rows = np.arange(n, dtype=np.int64)
             ends: list[list[Any]] = [["}"]] * k
-            if fp is not None:  # the fingerprint's text and numbers, column-wise too
+            ex = np.flatnonzero(explained.explained) if explained is not None else rows[:0]
+            if len(ex) <= n * DICT_RECORDS_UP_TO:
+                by_dict = ex  # a few explained rows: their records as dicts, patched in below
+            elif len(ex):  # the fingerprint's text and numbers, column-wise too
                 shown = [
                     _display_values(
                         frame, fields[f].name, fields[f].kind, spec.timestamp, n, epoch_seconds
@@ -370,17 +383,29 @@ class ScoreRecords(Sequence[dict[str, Any]]):
                 texts = pa.concat_arrays([t for t, _ in shown])
                 numbers = np.concatenate([x for _, x in shown])
                 is_num = np.array([fields[f].kind == "numeric" for f in range(len(fields))])
-                at = [slot[top[:, j]] * n + rows for j in range(k)]
-                frags, fp_tail = reason_fragments(
-                    fp,
-                    [_field_names(tuple(f.name for f in fields)).take(top[:, j]) for j in range(k)],
+                every = len(ex) == n
+                sub = top if every else top[ex]
+                at = [slot[sub[:, j]] * n + ex for j in range(k)]
+                assert fp is not None
+                frags = reason_fragments(
+                    fp if every else fp.take(ex),
+                    [_field_names(tuple(f.name for f in fields)).take(sub[:, j]) for j in range(k)],
                     [texts.take(a) for a in at],
                     [numbers[a] for a in at],
-                    [is_num[top[:, j]] for j in range(k)],
-                    entities,
-                    top_z,
+                    [is_num[sub[:, j]] for j in range(k)],
+                    entities if every else entities.take(ex),
+                    top_z if every else top_z[ex],
                 )
-                ends = [[',"text":"', text, '"', detail, "}"] for text, detail in frags]
+                if every:
+                    ends = [[',"text":"', text, '"', detail, "}"] for text, detail in frags]
+                else:  # the other rows' reasons end after "z"
+                    back = np.full(n, -1, dtype=np.int64)
+                    back[ex] = np.arange(len(ex))
+                    spread = pa.array(back, mask=back < 0)
+                    ends = [
+                        [pc.fill_null(_join_texts(',"text":"', t, '"', d).take(spread), ""), "}"]
+                        for t, d in frags
+                    ]
             for j in range(k):
                 if j:
                     parts.append(",")
@@ -403,9 +428,26 @@ class ScoreRecords(Sequence[dict[str, Any]]):
             + orjson.dumps(self.scored_at).decode(),
         ]
         if fp is not None:
-            parts.append(fp_tail if k else reason_fragments(fp, [], [], [], [], entities, top_z)[1])
+            parts.append(fingerprint_tail(fp))
         parts.append("}\n" if newline else "}")
-        return pc.binary_join_element_wise(*parts, "")
+        lines = pc.binary_join_element_wise(*parts, "")
+        if len(by_dict):
+            said = self._explained_lines(lines.take(by_dict), by_dict, newline)
+            lines = _replace(lines, by_dict, said)
+        return lines
+
+    def _explained_lines(self, lines: pa.Array, rows: np.ndarray, newline: bool) -> list[str]:
+        """The records of ``rows`` (``lines``: theirs without reason texts) with their texts.
+
+        For a few rows, Python per reason beats the ~200 Arrow kernel calls of the column-wise
+        texts, whose fixed cost does not shrink with the rows: parse the lines, add the texts
+        as :func:`build_records` does (:func:`entity_reasons`), serialise again."""
+        assert self.fingerprint is not None
+        records = [orjson.loads(line) for line in _pybytes(lines)]
+        names = [f.name for f in self.featurizer.spec.layout.fields]
+        entity_reasons(records, self.fingerprint.take(rows), names)
+        end = b"\n" if newline else b""
+        return [(orjson.dumps(r) + end).decode() for r in records]
 
 
 _JSON_BOOLS = pa.array(["false", "true"])
@@ -486,6 +528,17 @@ def _column_texts(frame: pd.DataFrame, name: str | None) -> pa.Array:
     if name is None or name not in frame.columns:
         return pa.nulls(len(frame), pa.string())
     return _texts(frame[name])
+
+
+def _replace(arr: pa.Array, where: np.ndarray, strings: list[str]) -> pa.Array:
+    """``arr`` with the elements at ``where`` replaced by ``strings``."""
+    take = np.arange(len(arr), dtype=np.int64)
+    take[where] = len(arr) + np.arange(len(where))
+    return pa.concat_arrays([arr, pa.array(strings, type=arr.type)]).take(take)
+
+
+def _join_texts(*parts: Any) -> pa.Array:
+    return pc.binary_join_element_wise(*parts, "")
 
 
 def _json_texts(texts: pa.Array) -> pa.Array:

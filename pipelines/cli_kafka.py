@@ -240,23 +240,46 @@ def _connection(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
 
 # --------------------------------------------------------------------------- tail
 def _reason_text(record: dict[str, Any]) -> str:
+    """The fingerprint's words where the record has them (its top two reasons), else the
+    model's reasons as ``field=value (z ...)``."""
+    reasons = record.get("reasons") or []
+    said = [r["text"] for r in reasons[:2] if isinstance(r.get("text"), str)]
+    if said:
+        return " | ".join(said)
     parts = []
-    for r in record.get("reasons") or []:
+    for r in reasons:
         value = r.get("value")
         parts.append(f"{r.get('field')}={'?' if value is None else value} (z {r.get('z', 0):.1f})")
     return ", ".join(parts)
 
 
+def _flagged(record: dict[str, Any]) -> bool:
+    return bool(record.get("is_anomaly") or record.get("combined_anomaly"))
+
+
+def _rank(record: dict[str, Any]) -> float:
+    """``combined_score`` with fingerprinting (model + entity), else ``anomaly_score``."""
+    combined = record.get("combined_score")
+    return float(combined if combined is not None else record["anomaly_score"])
+
+
 def render_top(top: list[tuple[float, int, dict[str, Any]]], seen: int, anomalies: int) -> str:
-    """The table `tail` shows: highest anomaly scores first, with their reasons."""
+    """The table `tail` shows: highest scores first (combined, with fingerprinting), with
+    their reasons (in words where the record has them)."""
+    entity = any(rec.get("combined_score") is not None for _, _, rec in top)
     lines = [
-        f"{seen} score records, {anomalies} anomalous; top {len(top)} by anomaly score",
-        f"{'score':>10} {'thresh':>8} {'flag':>4}  {'entity':<18} {'event_id':<18} reasons",
+        f"{seen} score records, {anomalies} anomalous; top {len(top)} by "
+        + ("combined score (model + entity baseline)" if entity else "anomaly score"),
+        f"{'score':>10} {'thresh':>8} "
+        + (f"{'combined':>8} " if entity else "")
+        + f"{'flag':>4}  {'entity':<18} {'event_id':<18} reasons",
     ]
-    for score, _, rec in sorted(top, key=lambda t: (-t[0], t[1])):
+    for _, _, rec in sorted(top, key=lambda t: (-t[0], t[1])):
+        combined = rec.get("combined_score")
         lines.append(
-            f"{score:>10.4g} {rec.get('threshold', 0.0):>8.4g} "
-            f"{'!' if rec.get('is_anomaly') else '':>4}  {str(rec.get('entity'))[:18]:<18} "
+            f"{rec.get('anomaly_score', 0.0):>10.4g} {rec.get('threshold', 0.0):>8.4g} "
+            + (f"{'-' if combined is None else f'{combined:.2f}':>8} " if entity else "")
+            + f"{'!' if _flagged(rec) else '':>4}  {str(rec.get('entity'))[:18]:<18} "
             f"{str(rec.get('event_id'))[:18]:<18} {_reason_text(rec)}"
         )
     return "\n".join(lines)
@@ -305,10 +328,10 @@ def cmd_tail(args: argparse.Namespace) -> int:
                 if not isinstance(rec, dict) or "anomaly_score" not in rec:
                     continue
                 seen += 1
-                anomalies += bool(rec.get("is_anomaly"))
-                if args.anomalies_only and not rec.get("is_anomaly"):
+                anomalies += _flagged(rec)
+                if args.anomalies_only and not _flagged(rec):
                     continue
-                item = (float(rec["anomaly_score"]), seen, rec)
+                item = (_rank(rec), seen, rec)
                 if len(top) < args.top:
                     heapq.heappush(top, item)
                 elif item[0] > top[0][0]:

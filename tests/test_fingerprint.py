@@ -282,7 +282,10 @@ def test_pipeline_with_and_without_baselines(spec: FeatureSpec, engine: InProces
             validator.validate(record)
         if i == 2:  # by the third batch most entities have 10 events
             assert sum(r["baseline"] == "entity" for r in after) > len(after) / 2
-            assert all(isinstance(reason["text"], str) for r in after for reason in r["reasons"])
+            flagged = [r for r in after if r["combined_anomaly"]]  # explain: alerts (default)
+            assert flagged and len(flagged) < len(after)
+            assert all(isinstance(why["text"], str) for r in flagged for why in r["reasons"])
+            assert not any("text" in why for r in after for why in r["reasons"] if r not in flagged)
 
 
 def test_federated_code_never_imports_the_baselines() -> None:

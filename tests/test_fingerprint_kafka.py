@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
@@ -55,6 +56,7 @@ from .kafka_fixtures import (
     model_repository,
     pipeline_config,
     produce,
+    read_until,
     synthetic_values,
     wait_covered,
     write_config,
@@ -328,6 +330,59 @@ def test_kill9_and_restart_equals_an_uninterrupted_run(
 
     assert int(restarted["n"].sum()) == n, "no double counting, nothing lost"
     assert_same_baselines(restarted, uninterrupted)
+
+
+# --------------------------------------------------------------------------- reasons
+@pytest.mark.integration
+def test_flagged_records_carry_reasons_in_words_and_tail_shows_them(
+    kafka_broker: KafkaBroker,
+    model_repository: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Through the broker: every record has the fingerprint's scores, the flagged ones
+    (``explain: alerts``) their reasons in words, and ``secureai tail`` ranks by the combined
+    score and shows those words."""
+    from pipelines.cli_kafka import main as kafka_cli
+
+    n = 6000
+    topics = make_topics(kafka_broker)
+    config = fingerprint_config(
+        pipeline_config(kafka_broker, topics, model_repository, batch_size=1024),
+        tmp_path / "baselines.npz",
+        min_events=5,
+    )
+    produce(kafka_broker, topics.events, list(synthetic_values(n)), 0.0, Produced(topics.events))
+    pipeline, engine = build_pipeline(config)
+    try:
+        summary = KafkaScoringRunner(config, pipeline).run(max_events=n)
+    finally:
+        engine.close()
+    assert summary.events_in == n and summary.drained
+
+    messages = read_until(kafka_broker, [topics.scores], lambda m: len(m) >= summary.scored)
+    records = [orjson.loads(m.value) for m in messages]
+    flagged = [r for r in records if r["combined_anomaly"]]
+    assert all("combined_score" in r and "baseline" in r for r in records)
+    assert 0 < len(flagged) < len(records) / 4
+    assert all(isinstance(why["text"], str) for r in flagged for why in r["reasons"])
+    assert not any(
+        "text" in why for r in records if not r["combined_anomaly"] for why in r["reasons"]
+    )
+    assert any(r["baseline"] == "entity" for r in flagged)
+
+    argv = ["tail", "--bootstrap-servers", kafka_broker.bootstrap, "--topic", topics.scores]
+    argv += ["--from-beginning", "--once", "--idle-exit", "1", "--top", "5", "--anomalies-only"]
+    assert kafka_cli(argv) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith(f"{len(records)} score records, {len(flagged)} anomalous")
+    assert "by combined score" in lines[0] and len(lines) == 7
+    by_id = {r["event_id"][:18]: r for r in flagged}
+    shown = [by_id[line.split()[5]] for line in lines[2:]]  # score thresh combined ! entity id
+    ranked = sorted((r["combined_score"] for r in flagged), reverse=True)[:5]
+    assert [r["combined_score"] for r in shown] == ranked
+    for line, record in zip(lines[2:], shown, strict=True):
+        assert record["reasons"][0]["text"] in line
 
 
 # --------------------------------------------------------------------------- refusals

@@ -15,6 +15,7 @@ import orjson
 import pandas as pd
 import pytest
 
+from morpheus_ext import records as records_module
 from morpheus_ext.feature_spec import load_spec
 from morpheus_ext.featurizer import Featurizer
 from morpheus_ext.fingerprint import EntityBaselines, FingerprintConfig
@@ -55,9 +56,17 @@ def _odd(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def test_fingerprint_score_records_match_the_dicts(engine: InProcessEngine) -> None:
+@pytest.mark.parametrize(
+    ("explain", "dict_share"), [("all", 0.25), ("alerts", 0.25), ("alerts", 0.0)]
+)
+def test_fingerprint_score_records_match_the_dicts(
+    engine: InProcessEngine, explain: str, dict_share: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both ways of writing explained records (column-wise; from dicts when they are few)."""
+    monkeypatch.setattr(records_module, "DICT_RECORDS_UP_TO", dict_share)
     featurizer = Featurizer(SPEC)
-    baselines = EntityBaselines(SPEC, FingerprintConfig(enabled=True, min_events=5))
+    config = FingerprintConfig(enabled=True, min_events=5, explain=explain)  # type: ignore[arg-type]
+    baselines = EntityBaselines(SPEC, config)
     common = {"n_sites": 2, "heterogeneity": 0.5, "n_users": 60, "n_hosts": 20}
     history = generate(SyntheticConfig(n_events=6000, seed=0, days=3, **common))
     test = generate(
@@ -84,9 +93,20 @@ def test_fingerprint_score_records_match_the_dicts(engine: InProcessEngine) -> N
             assert records.json_lines() == [orjson.dumps(d) for d in dicts]
             assert records.jsonl() == b"".join(orjson.dumps(d) + b"\n" for d in dicts)
             assert records == dicts
-    texts = " ".join(r["text"] for d in dicts for r in d["reasons"])
-    for kind in ("never seen", " for ", "the median", "usual hours", "population"):
-        assert kind in texts
+            said = [d for d in dicts if "text" in d["reasons"][0]]
+            if explain == "alerts":  # words for exactly the flagged records
+                assert said == [d for d in dicts if d["combined_anomaly"] or d["is_anomaly"]]
+                assert 0 < len(said) < len(dicts)
+            else:
+                assert len(said) == len(dicts)
+            assert all("text" in r for d in said for r in d["reasons"])
+            assert not any(
+                "text" in r or "entity" in r for d in dicts for r in d["reasons"] if d not in said
+            )
+    if explain == "all":
+        texts = " ".join(r["text"] for d in dicts for r in d["reasons"])
+        for kind in ("never seen", " for ", "the median", "usual hours", "population"):
+            assert kind in texts
 
 
 def test_fixed_spells_like_python() -> None:

@@ -146,6 +146,31 @@ def test_tail_table_shows_highest_scores_with_reasons() -> None:
     assert "evt-1" in lines[3]
 
 
+def test_tail_table_ranks_by_combined_score_and_shows_reasons_in_words() -> None:
+    said = "country=BR never seen for alice in 30 days (84 events; usual: US)"
+    base = {"entity": "alice", "threshold": 1.0, "is_anomaly": False, "combined_anomaly": False}
+    quiet = {
+        **base,
+        "event_id": "evt-1",
+        "anomaly_score": 0.9,
+        "combined_score": -0.1,
+        "reasons": [{"field": "device", "value": "mac", "z": 2.0}],
+    }
+    new_country = {
+        **base,
+        "event_id": "evt-2",
+        "anomaly_score": 0.2,
+        "combined_score": 3.4,
+        "combined_anomaly": True,
+        "reasons": [{"field": "country", "value": "BR", "z": 0.4, "text": said}],
+    }
+    top = [(r["combined_score"], i, r) for i, r in enumerate((quiet, new_country))]
+    lines = render_top(top, seen=2, anomalies=1).splitlines()
+    assert "combined score" in lines[0] and "combined" in lines[1]
+    assert "evt-2" in lines[2] and said in lines[2] and " ! " in lines[2] and "3.40" in lines[2]
+    assert "evt-1" in lines[3] and "device=mac (z 2.0)" in lines[3]
+
+
 def _one_line_error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
     assert kafka_cli(argv) == 2
     err = capsys.readouterr().err.strip()

@@ -65,6 +65,12 @@ class FingerprintConfig(BaseModel):
     """A fixed threshold instead of the learned quantile."""
     calibration_events: int = Field(1000, ge=1)
     """Normal events seen before the learned threshold is used (until then: no extra alerts)."""
+    explain: Literal["alerts", "all"] = "alerts"
+    """Which score records get the entity-relative reasons (ranking, words, numbers):
+    ``alerts``: those the model or ``combined_anomaly`` flags, the records an analyst opens;
+    ``all``: every record, which roughly doubles the CPU of scoring a batch (the texts are
+    most of the cost: docs/benchmarks.md). Other records keep the model's reasons (field,
+    value, population z) and carry the fingerprint's scores."""
     reason_z_weight: float = Field(0.05, ge=0.0)
     """Reasons rank new-for-the-entity fields by novelty (ties: layout order), then the others
     by this x clip(global z, 0, 20), i.e. a z of 20 counts like 1 nat of novelty."""

@@ -60,7 +60,8 @@ _KIND_OTHER, _KIND_CAT, _KIND_NUM, _KIND_HOUR = 0, 1, 2, 3
 
 
 def entity_reasons(records: list[dict[str, Any]], fp: FingerprintScores, names: list[str]) -> None:
-    """Add the fingerprint fields to ``records`` (in place) and a text to every reason.
+    """Add the fingerprint fields to ``records`` (in place) and, in the explained records
+    (``fp.reasons.explained``), a text to every reason.
 
     ``records[i]["reasons"]`` must follow ``fp.reasons.fields[i]``. Everything numeric is
     prepared for the whole batch at once; per reason there is one dict and one string.
@@ -98,6 +99,7 @@ def entity_reasons(records: list[dict[str, Any]], fp: FingerprintScores, names: 
     within = rs.hour_inside.tolist()
     rows = zip(
         records,
+        rs.explained.tolist(),
         uses,
         history,
         days,
@@ -122,9 +124,9 @@ def entity_reasons(records: list[dict[str, Any]], fp: FingerprintScores, names: 
         strict=True,
     )
     for (
-        rec, use_i, hist_i, days_i, score_i, comb_i, alert_i, kind_i, nov_i, z_i, seen_i,
-        events_i, beyond_i, first_i, usual_i, share_i, median_i, ratio_i, med_s_i, rat_s_i,
-        hours_i, within_i,
+        rec, explained_i, use_i, hist_i, days_i, score_i, comb_i, alert_i, kind_i, nov_i, z_i,
+        seen_i, events_i, beyond_i, first_i, usual_i, share_i, median_i, ratio_i, med_s_i,
+        rat_s_i, hours_i, within_i,
     ) in rows:  # fmt: skip
         who = rec["entity"] or "this entity"
         rec["baseline"] = "entity" if use_i else "population"
@@ -132,6 +134,8 @@ def entity_reasons(records: list[dict[str, Any]], fp: FingerprintScores, names: 
         rec["entity_score"] = score_i if use_i else None
         rec["combined_score"] = comb_i
         rec["combined_anomaly"] = alert_i
+        if not explained_i:
+            continue
         for j, reason in enumerate(rec["reasons"]):
             how, value = kind_i[j], reason["value"]
             if how == _KIND_OTHER or value is None:
@@ -313,15 +317,15 @@ def reason_fragments(
     numeric: list[np.ndarray],
     entities: pa.Array,
     top_z: np.ndarray,
-) -> tuple[list[tuple[pa.Array, pa.Array]], pa.Array]:
+) -> list[tuple[pa.Array, pa.Array]]:
     """:func:`entity_reasons` column-wise, as JSON fragments.
 
     Per reason slot ``j``: ``field_names[j]``/``values[j]`` are the slot's field name and the
     text of its value (``f"{value}"``, null for None) per row, both :func:`escaped`;
     ``numbers[j]`` the value as a float (NaN if none) and ``numeric[j]`` whether the field is
     numeric; ``top_z`` is the reasons' rounded ``z``. Returns, per slot, the reason's text
-    (escaped, without quotes) and ``,"entity":{...}`` where the reason has one (else empty),
-    and per row the record's fingerprint fields (``,"baseline":...``).
+    (escaped, without quotes) and ``,"entity":{...}`` where the reason has one (else empty).
+    Every row of ``fp`` is spelled: pass ``fp.take(rows)`` for the explained ones only.
     """
     rs = fp.reasons
     if rs is None:
@@ -512,11 +516,17 @@ def reason_fragments(
         text = pa.concat_arrays([t.cast(_S) for t in texts]).take(back)
         detail = pa.concat_arrays([d.cast(_S) for d in details]).take(back)
         frags.append((text, detail))
+    return frags
+
+
+def fingerprint_tail(fp: FingerprintScores) -> pa.Array:
+    """Per row, the record's fingerprint fields as JSON (``,"baseline":...``)."""
+    use = np.asarray(fp.entity_baseline, dtype=bool)
     alert = np.asarray(fp.combined_anomaly, dtype=bool).astype(np.int8)
-    tail = _join(
+    return _join(
         pc.if_else(pa.array(use), ',"baseline":"entity"', ',"baseline":"population"'),
         ',"entity_events":',
-        hist_s,
+        _ints(np.asarray(fp.history, dtype=np.int64)),
         ',"entity_score":',
         pc.if_else(pa.array(use), _json_numbers(fp.entity_score, 3), "null"),
         ',"combined_score":',
@@ -524,4 +534,3 @@ def reason_fragments(
         ',"combined_anomaly":',
         _pa(["false", "true"]).take(alert),
     )
-    return frags, tail

@@ -26,7 +26,8 @@ is the site's mean ``entity_score`` of normal events, so both kinds of events sh
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -136,6 +137,11 @@ class Reasons:
     hour_to: np.ndarray
     hour_inside: np.ndarray  # bool: the event's hour is within that window
     z_entity: np.ndarray  # float64: the field's z against the entity's own
+    explained: np.ndarray  # bool [N]: the row gets these reasons in words (config ``explain``)
+
+    def take(self, rows: np.ndarray) -> Reasons:
+        """The reasons of ``rows`` only."""
+        return Reasons(**{f.name: getattr(self, f.name)[rows] for f in dataclasses.fields(self)})
 
 
 @dataclass
@@ -158,6 +164,21 @@ class FingerprintScores:
 
     def __len__(self) -> int:
         return len(self.history)
+
+    def take(self, rows: np.ndarray) -> FingerprintScores:
+        """The results of ``rows`` only (e.g. the explained ones, to spell their reasons)."""
+        return replace(
+            self,
+            entity_baseline=self.entity_baseline[rows],
+            history=self.history[rows],
+            since=self.since[rows],
+            entity_score=self.entity_score[rows],
+            combined=self.combined[rows],
+            combined_anomaly=self.combined_anomaly[rows],
+            novelty=self.novelty[rows],
+            score_z=self.score_z[rows],
+            reasons=None if self.reasons is None else self.reasons.take(rows),
+        )
 
 
 def _codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -277,13 +298,19 @@ def score(
         score_z=score_z,
     )
     if explain:
+        explained = np.ones(n, bool) if config.explain == "all" else result.combined_anomaly
         # new-for-the-entity fields by novelty (ties: layout order), then the rest by global z
-        k = top_fields.shape[1]
-        z = np.clip(keys.field_z, 0.0, 20.0)
-        rank = np.where(novelty > 0, novelty, config.reason_z_weight * z)
-        ours = np.argsort(-rank, axis=1, kind="stable")[:, :k]
-        fields = np.where(use[:, None], ours, top_fields).astype(np.int64)
-        result.reasons = _details(state, plan, config, keys, at, use, u_of, urows, fn, fields)
+        reason_fields = np.array(top_fields, dtype=np.int64)
+        ours = np.flatnonzero(use & explained)
+        if len(ours):
+            k = top_fields.shape[1]
+            z = np.clip(keys.field_z[ours], 0.0, 20.0)
+            rank = np.where(novelty[ours] > 0, novelty[ours], config.reason_z_weight * z)
+            reason_fields[ours] = np.argsort(-rank, axis=1, kind="stable")[:, :k]
+        result.reasons = _details(
+            state, plan, config, keys, at, use & explained, u_of, urows, fn, reason_fields
+        )
+        result.reasons.explained = explained
     return result
 
 
@@ -464,7 +491,7 @@ def _details(
                 start <= end, (hr >= start) & (hr <= end), (hr >= start) | (hr <= end)
             )
             out["hour_inside"][i, j] = inside & (start >= 0) & (hr >= 0)
-    return Reasons(fields=reason_fields, **out)
+    return Reasons(fields=reason_fields, explained=use, **out)
 
 
 def _combine(novelty: np.ndarray, how: str) -> np.ndarray:
