@@ -61,6 +61,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     for b in m.get("baselines", []):
         print(f"  baseline {b['name']}: AUROC {b['auroc']:.4f}  AUPRC {b['auprc']:.4f}")
     print(f"report: {m['report']}")
+    print(result.top_alerts)
     return 0
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import heapq
 import logging
 import os
 import sys
@@ -27,6 +26,7 @@ from typing import Any
 import orjson
 
 from pipelines.cli import CLIError
+from pipelines.top_alerts import TopAlerts
 
 DEFAULT_CONFIG = "configs/pipeline.yml"
 
@@ -239,52 +239,6 @@ def _connection(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
 
 
 # --------------------------------------------------------------------------- tail
-def _reason_text(record: dict[str, Any]) -> str:
-    """The fingerprint's words where the record has them (its top two reasons), else the
-    model's reasons as ``field=value (z ...)``."""
-    reasons = record.get("reasons") or []
-    said = [r["text"] for r in reasons[:2] if isinstance(r.get("text"), str)]
-    if said:
-        return " | ".join(said)
-    parts = []
-    for r in reasons:
-        value = r.get("value")
-        parts.append(f"{r.get('field')}={'?' if value is None else value} (z {r.get('z', 0):.1f})")
-    return ", ".join(parts)
-
-
-def _flagged(record: dict[str, Any]) -> bool:
-    return bool(record.get("is_anomaly") or record.get("combined_anomaly"))
-
-
-def _rank(record: dict[str, Any]) -> float:
-    """``combined_score`` with fingerprinting (model + entity), else ``anomaly_score``."""
-    combined = record.get("combined_score")
-    return float(combined if combined is not None else record["anomaly_score"])
-
-
-def render_top(top: list[tuple[float, int, dict[str, Any]]], seen: int, anomalies: int) -> str:
-    """The table `tail` shows: highest scores first (combined, with fingerprinting), with
-    their reasons (in words where the record has them)."""
-    entity = any(rec.get("combined_score") is not None for _, _, rec in top)
-    lines = [
-        f"{seen} score records, {anomalies} anomalous; top {len(top)} by "
-        + ("combined score (model + entity baseline)" if entity else "anomaly score"),
-        f"{'score':>10} {'thresh':>8} "
-        + (f"{'combined':>8} " if entity else "")
-        + f"{'flag':>4}  {'entity':<18} {'event_id':<18} reasons",
-    ]
-    for _, _, rec in sorted(top, key=lambda t: (-t[0], t[1])):
-        combined = rec.get("combined_score")
-        lines.append(
-            f"{rec.get('anomaly_score', 0.0):>10.4g} {rec.get('threshold', 0.0):>8.4g} "
-            + (f"{'-' if combined is None else f'{combined:.2f}':>8} " if entity else "")
-            + f"{'!' if _flagged(rec) else '':>4}  {str(rec.get('entity'))[:18]:<18} "
-            f"{str(rec.get('event_id'))[:18]:<18} {_reason_text(rec)}"
-        )
-    return "\n".join(lines)
-
-
 def cmd_tail(args: argparse.Namespace) -> int:
     from confluent_kafka import (
         OFFSET_BEGINNING,
@@ -311,8 +265,7 @@ def cmd_tail(args: argparse.Namespace) -> int:
             raise CLIError(f"topic not found: {args.topic}")
         start = OFFSET_BEGINNING if args.from_beginning else OFFSET_END
         consumer.assign([TopicPartition(args.topic, p, start) for p in topic.partitions])
-        top: list[tuple[float, int, dict[str, Any]]] = []
-        seen = anomalies = 0
+        top = TopAlerts(args.top, args.anomalies_only)
         interactive = sys.stdout.isatty() and not args.once
         next_draw = time.monotonic() + args.interval
         idle_since = time.monotonic()
@@ -327,26 +280,18 @@ def cmd_tail(args: argparse.Namespace) -> int:
                     continue
                 if not isinstance(rec, dict) or "anomaly_score" not in rec:
                     continue
-                seen += 1
-                anomalies += _flagged(rec)
-                if args.anomalies_only and not _flagged(rec):
-                    continue
-                item = (_rank(rec), seen, rec)
-                if len(top) < args.top:
-                    heapq.heappush(top, item)
-                elif item[0] > top[0][0]:
-                    heapq.heapreplace(top, item)
+                top.add(rec)
             now = time.monotonic()
             if messages:
                 idle_since = now
-            done = (args.max_records and seen >= args.max_records) or (
+            done = (args.max_records and top.seen >= args.max_records) or (
                 args.once and now - idle_since >= args.idle_exit
             )
             if done:
                 break
             if interactive and now >= next_draw:
                 next_draw = now + args.interval
-                sys.stdout.write("\x1b[H\x1b[2J" + render_top(top, seen, anomalies) + "\n")
+                sys.stdout.write("\x1b[H\x1b[2J" + top.render() + "\n")
                 sys.stdout.flush()
     except KafkaException as exc:
         raise CLIError(f"Kafka: {exc.args[0].str()}") from None
@@ -354,7 +299,7 @@ def cmd_tail(args: argparse.Namespace) -> int:
         pass
     finally:
         consumer.close()
-    print(render_top(top, seen, anomalies))
+    print(top.render())
     return 0
 
 

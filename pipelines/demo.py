@@ -2,7 +2,8 @@
 
 Synthetic auth + netflow events -> train (or take the committed version 1) -> stream a fresh
 day of events through the in-process pipeline (progress bar, live events/s) -> score records,
-dead letters, metrics and an HTML report in one run directory.
+dead letters, metrics, an HTML report and the top alerts with their reasons in one run
+directory.
 """
 
 from __future__ import annotations
@@ -27,9 +28,14 @@ from pipelines.evaluate import ScoredFrame, evaluate
 from pipelines.evaluation import compute_metrics
 from pipelines.rundir import new_run_dir, write_json
 from pipelines.runner import BatchResult, ScoringPipeline, run_batches
+from pipelines.top_alerts import TopAlerts
 from pipelines.train import train_centralized
 
 log = logging.getLogger(__name__)
+
+
+TOP_ALERTS = 10
+"""Alerts listed at the end of the demo (and in ``top_alerts.txt``), as ``secureai tail``."""
 
 
 @dataclass
@@ -37,6 +43,8 @@ class DemoResult:
     run_dir: Path
     metrics: dict[str, Any]
     stream: dict[str, Any]
+    top_alerts: str = ""
+    """The highest-ranked flagged records with their reasons (the analyst's first look)."""
 
 
 def run_demo(config: DemoConfig, progress: bool = True) -> DemoResult:
@@ -107,7 +115,11 @@ def run_demo(config: DemoConfig, progress: bool = True) -> DemoResult:
         metrics["fingerprint"] = _fingerprint_metrics(baselines, done, labels, kinds)
         baselines.checkpoint(run_dir / "baselines.npz", {f"{events}:0": stats.events_in})
     write_json(run_dir / "metrics.json", metrics)
-    return DemoResult(run_dir, metrics, stats.as_dict())
+    top = TopAlerts(TOP_ALERTS, anomalies_only=True)
+    for result in done:
+        top.extend(result.records)
+    (run_dir / "top_alerts.txt").write_text(top.render() + "\n")
+    return DemoResult(run_dir, metrics, stats.as_dict(), top.render())
 
 
 def _baselines(

@@ -462,3 +462,27 @@ def test_demo_config_turns_fingerprinting_on(model_repository: Path) -> None:
         )
     finally:
         engine.close()
+
+
+def test_demo_ends_with_the_top_alerts_and_their_reasons_in_words(
+    model_repository: Path, tmp_path: Path
+) -> None:
+    """``secureai demo`` (committed model, a short stream) lists the top flagged records
+    with the fingerprint's words, in the run directory and in its result."""
+    from pipelines.demo import run_demo
+
+    doc = load_config(REPO_ROOT / "configs" / "demo.yml", DemoConfig).model_dump(mode="json")
+    doc["training"]["data"]["train"]["synthetic"]["n_events"] = 6000
+    doc["training"]["runs_dir"] = str(tmp_path / "runs")
+    doc["training"]["evaluation"]["baselines"] = False
+    doc["stream"]["n_events"] = 6000
+    doc["use_committed_models"] = True
+    doc["committed_repository"] = str(model_repository)
+    doc["fingerprint"]["min_events"] = 5
+    result = run_demo(DemoConfig.model_validate(doc), progress=False)
+    lines = (result.run_dir / "top_alerts.txt").read_text().strip().splitlines()
+    assert lines == result.top_alerts.splitlines()
+    assert "by combined score" in lines[0] and len(lines) == 2 + 10
+    words = ("never seen for", "the median of", "usual hours of", "for the population", "rare for")
+    words += ("occasional for", "usual for")
+    assert all(any(w in line for w in words) for line in lines[2:]), lines

@@ -19,11 +19,12 @@ from morpheus_ext.stages.kafka import (
     score_messages,
 )
 from morpheus_ext.stages.output import dead_letter_record
-from pipelines.cli_kafka import _key_of, render_top
+from pipelines.cli_kafka import _key_of
 from pipelines.cli_kafka import main as kafka_cli
 from pipelines.config import ConfigError
 from pipelines.kafka_config import PipelineConfig, load_pipeline_config
 from pipelines.morpheus_pipeline import morpheus_available
+from pipelines.top_alerts import render_top
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
