@@ -46,12 +46,12 @@ def test_client_options_pass_through_but_guarantees_stay() -> None:
     config = _config(
         common={"security.protocol": "SASL_SSL", "sasl.mechanism": "PLAIN"},
         consumer={"session.timeout.ms": 6000},
-        producer={"compression.type": "lz4"},
+        producer={"compression.type": "zstd"},
     )
     c = consumer_config("b:1", "g", config.kafka.consumer_options())
     p = producer_config("b:1", config.kafka.producer_options(), "tx-1")
     assert c["security.protocol"] == p["security.protocol"] == "SASL_SSL"
-    assert c["session.timeout.ms"] == 6000 and p["compression.type"] == "lz4"
+    assert c["session.timeout.ms"] == 6000 and p["compression.type"] == "zstd"
     assert c["enable.auto.commit"] is False and c["enable.auto.offset.store"] is False
     assert p["enable.idempotence"] is True and p["acks"] == "all"
     assert p["transactional.id"] == "tx-1"
