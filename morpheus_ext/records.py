@@ -428,7 +428,7 @@ class ScoreRecords(Sequence[dict[str, Any]]):
             + orjson.dumps(self.scored_at).decode(),
         ]
         if fp is not None:
-            parts.append(fingerprint_tail(fp))
+            parts += fingerprint_tail(fp)
         parts.append("}\n" if newline else "}")
         lines = pc.binary_join_element_wise(*parts, "")
         if len(by_dict):

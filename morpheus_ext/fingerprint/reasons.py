@@ -519,11 +519,12 @@ def reason_fragments(
     return frags
 
 
-def fingerprint_tail(fp: FingerprintScores) -> pa.Array:
-    """Per row, the record's fingerprint fields as JSON (``,"baseline":...``)."""
+def fingerprint_tail(fp: FingerprintScores) -> list[Any]:
+    """The record's fingerprint fields as JSON (``,"baseline":...``): pieces (per-row arrays
+    and constant strings) for the caller's one join of the whole record."""
     use = np.asarray(fp.entity_baseline, dtype=bool)
     alert = np.asarray(fp.combined_anomaly, dtype=bool).astype(np.int8)
-    return _join(
+    return [
         pc.if_else(pa.array(use), ',"baseline":"entity"', ',"baseline":"population"'),
         ',"entity_events":',
         _ints(np.asarray(fp.history, dtype=np.int64)),
@@ -533,4 +534,4 @@ def fingerprint_tail(fp: FingerprintScores) -> pa.Array:
         _json_numbers(fp.combined, 3),
         ',"combined_anomaly":',
         _pa(["false", "true"]).take(alert),
-    )
+    ]
