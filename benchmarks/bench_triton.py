@@ -1,6 +1,7 @@
 """In-process vs Triton: rows/s and request latency (p50/p99) at several batch sizes.
 
     python benchmarks/bench_triton.py --out docs/benchmarks.md
+    python benchmarks/bench_triton.py --shared-memory cuda --section bench_triton_gpu ...  # GPU
 
 Starts a real CPU Triton server (scripts/triton harness) on the committed repository, then for
 each batch size: sequential requests (latency per request: p50/p99) and a window of
@@ -10,6 +11,7 @@ each batch size: sequential requests (latency per request: p50/p99) and a window
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -68,6 +70,13 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=60, help="requests per latency run")
     parser.add_argument("--in-flight", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--shared-memory",
+        choices=["none", "cuda"],
+        default="none",
+        help="cuda: also measure Triton gRPC with inputs/outputs in CUDA shared memory (GPU)",
+    )
+    parser.add_argument("--section", default=SECTION, help="docs section to (re)write")
     parser.add_argument("--out")
     args = parser.parse_args()
 
@@ -90,6 +99,13 @@ def main() -> int:
                 server.http_address, spec.spec_hash, protocol="http", max_in_flight=args.in_flight
             ),
         }
+        if args.shared_memory == "cuda":
+            engines["Triton gRPC + CUDA shm"] = TritonEngine(
+                server.grpc_url,
+                spec.spec_hash,
+                max_in_flight=args.in_flight,
+                shared_memory="cuda",
+            )
         for bs in [int(b) for b in args.batch_sizes.split(",")]:
             batch = tensor[:bs]
             for name, engine in engines.items():
@@ -111,8 +127,8 @@ def main() -> int:
     lines = [
         "## In-process vs Triton (dfp_ensemble)",
         "",
-        f"- Machine: {machine_info()}; Triton 2.51 CPU (python-backend ONNX runner, "
-        "scripts/triton), client and server on the same 2 cores.",
+        f"- Machine: {machine_info()}; Triton 2.51 (python-backend ONNX runner on CPU, "
+        f"scripts/triton), client and server on the same {os.cpu_count()} cores.",
         f"- Command: `python benchmarks/bench_triton.py {' '.join(sys.argv[1:])}` "
         f"(commit {git_commit()}, {datetime.now(UTC):%Y-%m-%d}).",
         f"- rows/s: median of {args.repeats} runs of {args.rows} rows with {args.in_flight} "
@@ -123,7 +139,7 @@ def main() -> int:
         *[f"| {b} | {n} | {r:,.0f} | {p50:.2f} | {p99:.2f} |" for b, n, r, p50, p99 in rows],
     ]
     if args.out:
-        update_section(Path(args.out), SECTION, lines)
+        update_section(Path(args.out), args.section, lines)
     return 0
 
 

@@ -64,9 +64,33 @@ def test_cuda_shared_memory_gives_the_same_outputs(triton_server: Any, protocol:
     try:
         expected, got = plain.infer(tensor), shm.infer(tensor)
         again = shm.infer(tensor[:10])  # regions are reused: a smaller batch reads its own rows
+        # Several requests in flight: each pool thread registers its own regions.
+        pieces = [shm.submit(tensor[i : i + 500]) for i in range(0, len(tensor), 500)]
+        concurrent = [p.result() for p in pieces]
     finally:
         plain.close()
         shm.close()
     for name in ENSEMBLE_OUTPUTS:
         np.testing.assert_allclose(got[name], expected[name], atol=1e-6, err_msg=name)
         np.testing.assert_allclose(again[name], expected[name][:10], atol=1e-6, err_msg=name)
+        joined = np.concatenate([c[name] for c in concurrent])
+        np.testing.assert_allclose(joined, expected[name], atol=1e-6, err_msg=name)
+    # close() unregistered every region it made, from the closing thread (HTTP/gevent clients
+    # cannot be used from the pool threads that registered them once those have exited).
+    assert not [r for r in _cuda_regions(url, protocol) if r.startswith("secureai-")]
+
+
+def _cuda_regions(url: str, protocol: str) -> list[str]:
+    """Names of the CUDA shared-memory regions registered on the server."""
+    if protocol == "grpc":
+        import tritonclient.grpc as grpcclient
+
+        status = grpcclient.InferenceServerClient(url).get_cuda_shared_memory_status(as_json=True)
+        return list(status.get("regions", {}))
+    import tritonclient.http as httpclient
+
+    client = httpclient.InferenceServerClient(url.removeprefix("http://"))
+    try:
+        return [str(r["name"]) for r in client.get_cuda_shared_memory_status()]
+    finally:
+        client.close()

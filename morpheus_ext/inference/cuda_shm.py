@@ -94,7 +94,7 @@ class CudaSharedMemory:
         self.max_batch_size = max_batch_size
         self.device_id = device_id
         self._local = threading.local()
-        self._all: list[tuple[Any, _Regions]] = []
+        self._all: list[tuple[Any, _Regions]] = []  # (registering client, its regions)
         self._lock = threading.Lock()
 
     def _regions(self, client: Any) -> _Regions:
@@ -141,13 +141,25 @@ class CudaSharedMemory:
         )
         return np.array(contents, copy=True)  # the region is reused by the next request
 
-    def close(self) -> None:
-        """Unregister every region from the server and free the device buffers."""
+    def close(self, client: Any) -> None:
+        """Unregister every region from the server and free the device buffers.
+
+        ``client`` must belong to the calling thread: the regions were registered by pool
+        threads that have exited by now, and the HTTP client (gevent) cannot be used from a
+        thread other than its own (found on the first GPU run). Triton region names are
+        server-wide, so any client may unregister them. Every buffer is freed even if the
+        server is gone; the first unregister error is raised afterwards.
+        """
         with self._lock:
             registered, self._all = self._all, []
-        for client, regions in registered:
+        first_error: Exception | None = None
+        for _, regions in registered:
             for region, handle in regions.handles.values():
                 try:
                     client.unregister_cuda_shared_memory(region)
+                except Exception as exc:
+                    first_error = first_error or exc
                 finally:
                     self._cudashm.destroy_shared_memory_region(handle)
+        if first_error is not None:
+            raise first_error

@@ -333,11 +333,13 @@ class TritonEngine:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
-        if self._shm is not None:
-            self._shm.close()
-        client = getattr(self._local, "client", None)
-        if client is not None:
-            client.close()
+        try:
+            if self._shm is not None:
+                self._shm.close(self._client())  # this thread's client: the pool's are gone
+        finally:
+            client = getattr(self._local, "client", None)
+            if client is not None:
+                client.close()
 
 
 def _gather(pieces: list[Future[dict[str, np.ndarray]]]) -> Future[dict[str, np.ndarray]]:

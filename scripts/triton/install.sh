@@ -20,7 +20,9 @@
 #   5. checks that no CUDA packages came in, that the stub's libraries resolve, and writes
 #      <venv>/triton_layout.json (paths used by scripts/triton/triton_harness.py) and the stamp.
 #
-# Env: TRITON_VENV (venv path), TRITON_PYTHON (interpreter), TRITON_FORCE=1 (ignore the stamp).
+# Env: TRITON_VENV (venv path), TRITON_PYTHON (interpreter), TRITON_FORCE=1 (ignore the stamp),
+# TRITON_PREINSTALLED=1 (steps 2-3 and the CUDA check are skipped: the venv's packages were put
+# there by other means, e.g. scripts/gpu/prepare_device.sh on a GPU machine with no index).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -66,10 +68,17 @@ fi
 echo '*' > "$VENV/.gitignore"
 PY="$VENV/bin/python"
 
-echo "triton: installing the model environment"
-"$PY" -m pip install -q -c "$CONSTRAINTS" "${REQUIREMENTS[@]}"
+PREINSTALLED="${TRITON_PREINSTALLED:-0}"
+if [[ "$PREINSTALLED" == "1" ]]; then
+  echo "triton: TRITON_PREINSTALLED=1: using the packages already in $VENV"
+else
+  echo "triton: installing the model environment"
+  "$PY" -m pip install -q -c "$CONSTRAINTS" "${REQUIREMENTS[@]}"
+fi
 
-if [[ -f "$REPO/pyproject.toml" ]]; then
+if [[ "$PREINSTALLED" == "1" ]]; then
+  :
+elif [[ -f "$REPO/pyproject.toml" ]]; then
   echo "triton: installing the project (editable, --no-deps) so models can import it"
   "$PY" -m pip install -q --no-deps -e "$REPO"
 else
@@ -79,7 +88,7 @@ fi
 # No CUDA wheels: the only nvidia-* distribution allowed is nvidia-pytriton itself.
 extra_nvidia="$("$PY" -m pip list --format=freeze 2>/dev/null | grep -i '^nvidia-' \
   | grep -vi '^nvidia-pytriton==' || true)"
-if [[ -n "$extra_nvidia" ]]; then
+if [[ -n "$extra_nvidia" && "$PREINSTALLED" != "1" ]]; then
   echo "triton: CUDA packages were pulled into $VENV; check the pins:" >&2
   echo "$extra_nvidia" >&2
   exit 1
