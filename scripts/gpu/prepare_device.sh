@@ -13,8 +13,12 @@ DEV="$REPO/.device"
 DEVICE_SITE="${DEVICE_SITE:-/tmp/site}"
 PY="${DEVICE_PYTHON:-python3}"
 mkdir -p "$DEVICE_SITE"
+WHEELS=()
+for wheel in "$DEV"/wheels/*.whl; do
+  [[ "$(basename "$wheel")" == numpy-* ]] || WHEELS+=("$wheel")  # numpy 1.26: model env only
+done
 "$PY" -m pip install -q --no-index --no-deps --no-compile --upgrade --target "$DEVICE_SITE" \
-  $(ls "$DEV"/wheels/*.whl | grep -v '/numpy-')
+  "${WHEELS[@]}"
 IMAGE_SITE="$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
 VENV="$REPO/.triton-venv"
 "$PY" -m venv "$VENV"
