@@ -27,6 +27,7 @@ import argparse
 import contextlib
 import gc
 import os
+import shlex
 import shutil
 import signal
 import statistics
@@ -86,15 +87,22 @@ class Pipelines:
         path = workdir / f"pipeline-{uuid.uuid4().hex[:6]}.yml"
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         self.logs = [workdir / f"{path.stem}-{i}.log" for i in range(n)]
+        # Profiling hook: BENCH_PIPELINE_PREFIX="py-spy record -f raw -o /tmp/p{i}.txt --"
+        # runs each pipeline under that command ({i}: the process number).
+        prefix = os.environ.get("BENCH_PIPELINE_PREFIX", "")
         self.procs = [
             subprocess.Popen(
-                [sys.executable, "-m", "pipelines.cli_kafka", "run", "--config", str(path), "-v"],
+                [
+                    *shlex.split(prefix.replace("{i}", str(i))),
+                    sys.executable,
+                    *("-m", "pipelines.cli_kafka", "run", "--config", str(path), "-v"),
+                ],
                 cwd=ROOT,
                 stdout=log.open("wb"),
                 stderr=subprocess.STDOUT,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
-            for log in self.logs
+            for i, log in enumerate(self.logs)
         ]
 
     def wait_assigned(self, timeout_s: float = 120) -> None:
@@ -491,9 +499,11 @@ def main() -> int:
         "broker for every run below. "
         f"Machine: {load} (other work on the machine shows up here).",
         "",
-        f"Sustained throughput: {args.events:,} events produced first, then drained; events/s "
-        "between the first and the last score record read back from the scores topic "
-        "(batch_size 8192).",
+        f"Sustained throughput: {args.events:,} events produced first, then drained "
+        "(batch_size 8192); at-least-once: events/s from the group's first to its last "
+        "committed offset (an offset is committed only once the broker acknowledged the "
+        "batch's score records; every score record is checked afterwards, untimed); "
+        "exactly-once: between the first and the last score record read back.",
         "",
         "CPU per event is the pipeline process(es)' (all threads: Python, librdkafka, ONNX "
         "Runtime) and the broker's, over the same interval: it varies far less with other load "

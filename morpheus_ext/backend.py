@@ -40,6 +40,13 @@ class Backend:
 CPU = Backend("pandas", pd, np)
 
 
+def to_host_array(array: Any) -> np.ndarray:
+    """A NumPy view of a featurizer array (a host copy of a CuPy one; CuPy stays unimported)."""
+    if hasattr(array, "__cuda_array_interface__"):
+        return np.asarray(array.get())
+    return np.asarray(array)
+
+
 def gpu_available() -> bool:
     """True when cuDF and CuPy import and a CUDA device is visible."""
     try:

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from morpheus_ext.backend import CPU, Backend, backend_of
 from morpheus_ext.feature_spec import FeatureSpec, FieldSlot
@@ -84,6 +85,22 @@ def canonical_str(value: Any) -> str:
     ):
         return str(int(value))
     return str(value)
+
+
+def iso_epoch_seconds(col: pd.Series) -> np.ndarray | None:
+    """Epoch seconds of a column of ISO-8601 strings with a zone (``Z``/``+hh:mm``), None
+    (null) -> NaN; None for the whole column when Arrow's strict parser refuses any value
+    (naive or date-only times, numbers, typos), which callers then parse with pandas.
+
+    Arrow parses ~5x faster than ``pd.to_datetime(format="ISO8601")`` and, where it accepts
+    a value, gives the same float (ns / 1e9, as pandas' ``total_seconds``): the common case of
+    a stream of RFC 3339 times never reaches pandas' parser.
+    """
+    try:
+        ns = pa.array(col, type=pa.string(), from_pandas=True).cast(pa.timestamp("ns", "UTC"))
+    except (pa.ArrowException, TypeError, ValueError):
+        return None
+    return np.asarray(ns.cast(pa.int64()).to_numpy(zero_copy_only=False) / 1e9, np.float64)
 
 
 class Featurizer:
@@ -202,12 +219,16 @@ class Featurizer:
         """
         xp = backend.xp
         lib = backend.df
-        if col.dtype.kind in "iuf":
-            secs = col.astype("float64")
+        strict = iso_epoch_seconds(col) if backend is CPU and col.dtype.kind == "O" else None
+        if strict is not None:
+            out = strict
         else:
-            parsed = lib.to_datetime(col, utc=True, errors="coerce", format="ISO8601")
-            secs = (parsed - lib.Timestamp(0, tz="UTC")).dt.total_seconds()
-        out = xp.asarray(secs.to_numpy(na_value=np.nan) if backend is CPU else secs.values)
+            if col.dtype.kind in "iuf":
+                secs = col.astype("float64")
+            else:
+                parsed = lib.to_datetime(col, utc=True, errors="coerce", format="ISO8601")
+                secs = (parsed - lib.Timestamp(0, tz="UTC")).dt.total_seconds()
+            out = xp.asarray(secs.to_numpy(na_value=np.nan) if backend is CPU else secs.values)
         given = ~col.isna()
         given = xp.asarray(given.to_numpy() if backend is CPU else given.values)
         retry = _positions(backend, given & xp.isnan(out)) if col.dtype.kind not in "iuf" else []

@@ -14,6 +14,7 @@ import warnings
 from pathlib import Path
 
 import jsonschema
+import numpy as np
 import orjson
 import pandas as pd
 import pytest
@@ -24,6 +25,8 @@ from morpheus_ext.featurizer import Featurizer
 from morpheus_ext.inference.inprocess import InProcessEngine
 from morpheus_ext.records import (
     ScoreRecords,
+    _BatchColumns,
+    _epoch_seconds,
     build_records,
     build_score_records,
     count_anomalies,
@@ -157,6 +160,35 @@ def test_score_records_json_is_orjson_of_the_dicts(
     odd = {d["event_id"]: d for d in dicts}
     assert odd["12345"]["event_time"] == "2026-11-03T06:17:11.5+02:00"
     assert odd["no-entity"]["entity"] is None  # not "nan"
+
+
+def test_score_records_json_with_per_row_thresholds_versions_and_epoch_times(
+    values: list[bytes], engine: InProcessEngine
+) -> None:
+    """Constant thresholds/versions are spelled once per batch; varying ones per row. Event
+    times given as epoch numbers (mixed with strings) are quoted as the featurizer read them."""
+    featurizer = Featurizer(SPEC)
+    mixed = [orjson.loads(v) for v in values[:40]]
+    for i, event in enumerate(mixed[:10]):
+        event["timestamp"] = 1_793_686_631 + 3600 * i if i % 2 else 1_793_686_631_000
+    fb = featurizer.transform(decode_batch(_raw([orjson.dumps(e) for e in mixed])).frame)
+    outputs = dict(engine.infer(fb.tensor))
+    n = len(fb)
+    outputs["THRESHOLD"] = outputs["THRESHOLD"] + np.arange(n, dtype=np.float32).reshape(-1, 1)
+    outputs["MODEL_VERSION"] = np.arange(n, dtype=np.int64).reshape(-1, 1) % 3 + 1
+    at = "2026-11-24T00:00:00.000+00:00"
+    records = build_score_records(fb, outputs, featurizer, engine.info, scored_at=at)
+    dicts = build_records(fb, outputs, featurizer, engine.info, scored_at=at)
+    assert records.json_lines() == [orjson.dumps(d) for d in dicts]
+    assert len({d["threshold"] for d in dicts}) == n
+    assert [d["model"]["version"] for d in dicts[:4]] == [1, 2, 3, 1]
+    # The records quote the times the featurizer parsed (numbers included), not a re-parse
+    # of the column that would miss the numbers.
+    secs = _BatchColumns(fb, "timestamp").epoch_seconds()
+    np.testing.assert_array_equal(secs, fb.times)
+    assert (
+        np.isfinite(secs[:10]).all() and np.isnan(_epoch_seconds(fb.frame["timestamp"])[:10]).any()
+    )
 
 
 def test_jsonl_sink_writes_score_records(

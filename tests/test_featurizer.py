@@ -10,7 +10,7 @@ import pytest
 
 from morpheus_ext.backend import gpu_available
 from morpheus_ext.feature_spec import load_spec
-from morpheus_ext.featurizer import Featurizer, bucket_of, canonical_str
+from morpheus_ext.featurizer import Featurizer, bucket_of, canonical_str, iso_epoch_seconds
 
 NETFLOW = {
     "event_id": "e1",
@@ -141,3 +141,31 @@ def test_cudf_and_pandas_give_the_same_tensor() -> None:  # pragma: no cover - G
     cpu = np.asarray(fz.transform(df).tensor)
     gpu = fz.transform(cudf.from_pandas(df)).tensor.get()
     np.testing.assert_allclose(cpu, gpu, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        ["2026-11-01T00:04:41.828Z", "2026-11-03T06:17:11.5+02:00", None],
+        ["2026-11-03T06:17:11.123456789Z", "1969-12-31T23:59:59.5Z", "2026-11-03T06:17:11-0530"],
+    ],
+)
+def test_strict_iso_parse_agrees_with_pandas(values: list[str | None]) -> None:
+    col = pd.Series(values, dtype=object)
+    fast = iso_epoch_seconds(col)
+    parsed = pd.to_datetime(col, utc=True, errors="coerce", format="ISO8601")
+    slow = (parsed - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy(na_value=np.nan)
+    assert fast is not None
+    np.testing.assert_array_equal(fast, slow)  # bit for bit: the tensor must not change
+
+
+@pytest.mark.parametrize(
+    "odd", ["2026-11-03T06:17:11", "2026-11-03", "2026-11-03 06:17:11", "yesterday", 1700000000]
+)
+def test_strict_iso_parse_leaves_anything_else_to_pandas(odd: object) -> None:
+    assert iso_epoch_seconds(pd.Series(["2026-11-01T00:04:41Z", odd], dtype=object)) is None
+    # ... and the featurizer still reads it as before (naive = UTC, numbers = epoch seconds)
+    rows = frame(NETFLOW, {**NETFLOW, "event_id": "e2"})
+    rows["timestamp"] = pd.Series(["2026-11-01T00:04:41Z", odd], dtype=object)
+    batch = Featurizer(load_spec("netflow")).transform(rows)
+    assert (len(batch), len(batch.rejects)) == ((1, 1) if odd == "yesterday" else (2, 0))

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from morpheus_ext.backend import to_host_array
 from morpheus_ext.feature_spec import FeatureSpec
 from morpheus_ext.featurizer import FeaturizedBatch, canonical_str
 from morpheus_ext.fingerprint.config import FingerprintConfig
@@ -181,13 +182,6 @@ class ValueNames:
         return keys
 
 
-def _host(array: Any) -> np.ndarray:
-    """A NumPy view of a featurizer array (a host copy of a CuPy one; CuPy stays unimported)."""
-    if hasattr(array, "__cuda_array_interface__"):
-        return np.asarray(array.get())
-    return np.asarray(array)
-
-
 def _entities(spec: FeatureSpec, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """(code per row, -1 = no entity; distinct entity hashes) for the first non-null of the
     spec's entity columns (``Featurizer.entities``, hashed and grouped): the columns are
@@ -234,7 +228,7 @@ def _value_ids(
     for t, name in enumerate(names):
         if name in known:
             codes, uniques = known[name]
-            codes = _host(codes)
+            codes = to_host_array(codes)
         elif name in frame.columns:
             codes, uniques = pd.factorize(frame[name].to_numpy())
         else:
@@ -262,7 +256,7 @@ def _clock(spec: FeatureSpec, frame: pd.DataFrame, times: Any = None) -> int:
     falls back to parsing the whole column.
     """
     if times is not None:
-        t = _host(times)
+        t = to_host_array(times)
         if len(t) == 0:
             return 0
         latest = float(np.fmax.reduce(t))  # NaN only when every time is missing
