@@ -120,8 +120,10 @@ class TensorLayout(_Strict):
     timestamp: str | None
     fields: list[FieldSlot]
 
-    @property
+    @cached_property
     def spec_hash(self) -> str:
+        """sha256 of the canonical layout JSON (cached: the model is frozen, and records,
+        baselines and checks ask for it every batch)."""
         canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
