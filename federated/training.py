@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
+
+from federated.numerics import ensure_pinned
 
 
 class TrainConfig(BaseModel):
@@ -26,6 +29,12 @@ class TrainConfig(BaseModel):
     """Stop after this many epochs without validation improvement (best weights are kept)."""
     seed: int = 0
     threads: int = Field(default=2, ge=1)
+    precision: Literal["float64", "float32"] = "float64"
+    """Arithmetic of the training loop. float64 keeps the last-bit differences between CPUs'
+    SIMD kernels (AVX2 vs AVX-512, Intel vs AMD BLAS paths) ~1e-16, so after dozens of epochs
+    the float32 weights that are exported still agree across machines; in float32 the same
+    differences grow into different models (docs/reproducibility.md). Served graphs are float32
+    either way."""
 
 
 @dataclass
@@ -36,7 +45,9 @@ class EpochRecord:
 
 
 def seed_everything(seed: int, threads: int | None = None) -> None:
-    """Seed every RNG training touches and pin CPU kernels to deterministic ones."""
+    """Seed every RNG training touches and pin CPU kernels to deterministic ones (and to the
+    machine-independent ones of federated/numerics.py)."""
+    ensure_pinned()
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -52,7 +63,8 @@ def reconstruction_loss(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def evaluate_loss(model: nn.Module, x: np.ndarray, batch_size: int = 8192) -> float:
     model.eval()
-    t = torch.from_numpy(x)
+    dtype = next(model.parameters()).dtype
+    t = torch.from_numpy(x).to(dtype)
     total = 0.0
     for start in range(0, len(t), batch_size):
         chunk = t[start : start + batch_size]
@@ -63,10 +75,15 @@ def evaluate_loss(model: nn.Module, x: np.ndarray, batch_size: int = 8192) -> fl
 def fit_autoencoder(
     model: nn.Module, train: np.ndarray, val: np.ndarray, config: TrainConfig
 ) -> list[EpochRecord]:
-    """Adam on MSE with early stopping on the validation loss; restores the best weights."""
+    """Adam on MSE with early stopping on the validation loss; restores the best weights.
+
+    Trains in ``config.precision`` and hands the model back in float32 (what is exported).
+    """
     seed_everything(config.seed, config.threads)
+    dtype = torch.float64 if config.precision == "float64" else torch.float32
+    model.to(dtype)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    data = torch.from_numpy(np.ascontiguousarray(train, dtype=np.float32))
+    data = torch.from_numpy(np.ascontiguousarray(train, dtype=np.float32)).to(dtype)
     gen = torch.Generator().manual_seed(config.seed)
     history: list[EpochRecord] = []
     best = float("inf")
@@ -94,5 +111,6 @@ def fit_autoencoder(
             if stale >= config.patience:
                 break
     model.load_state_dict(best_state)
+    model.float()
     model.eval()
     return history

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from morpheus_ext.markdown_sections import cpu_model
+
 _PACKAGES = (
     "numpy",
     "pandas",
@@ -50,8 +52,20 @@ def environment() -> dict[str, Any]:
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "machine": platform.machine(),
+        "cpu": cpu_model(),
         "packages": versions,
+        # Training kernels (federated/numerics.py), when this process has torch loaded.
+        "kernels": _kernels(),
     }
+
+
+def _kernels() -> dict[str, Any] | None:
+    """Training kernels (federated/numerics.py) when this process trains (has torch loaded)."""
+    if "torch" not in sys.modules:
+        return None
+    from federated.numerics import kernel_report
+
+    return kernel_report()
 
 
 def _jsonable(value: Any) -> Any:

@@ -180,6 +180,7 @@ def train_centralized(
             "run_id": run_dir.name,
             "seeds": {"global": config.seed, "train": config.train.seed},
             "environment": environment(),
+            "precision": config.train.precision,
             "data": {"train": data_info},
             "feature_spec": {"name": spec.name, "version": spec.version, "hash": spec.spec_hash},
             "history": [h.__dict__ for h in history],

@@ -113,7 +113,10 @@ def test_committed_v1_loaded_into_torch_equals_onnx_runtime() -> None:
     np.testing.assert_array_equal(initial.normalizer.scale, served.scale)
     assert initial.info["version"] == 1
     assert initial.info["sha256"] == sha256_file(V1_ONNX)
-    assert initial.info["run_id"] == "centralized-20261124-115146"
+    assert (
+        initial.info["run_id"]
+        == json.loads((V1_ONNX.parent / "manifest.json").read_text())["run_id"]
+    )
     assert initial.info["encoder"]["sha256"] == sha256_file(initial.encoder_path)
 
 

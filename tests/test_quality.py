@@ -7,9 +7,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from morpheus_ext.model_repository import sha256_file
+from morpheus_ext.feature_spec import load_spec
+from morpheus_ext.featurizer import Featurizer
 from pipelines.cli import main
 from pipelines.config import CentralizedConfig, load_config
+from pipelines.evaluation.equivalence import compare_versions
+from pipelines.train import load_source
 
 from .conftest import REPO_ROOT, SHARED_DATA
 
@@ -49,13 +52,22 @@ def test_nsl_kdd_reaches_the_published_bar(
 def test_synthetic_default_reaches_auroc_095_and_reproduces_version_1(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """`make models` (configs/centralized.yml) gives the committed ONNX files byte for byte."""
+    """`make models` (configs/centralized.yml) gives a version equivalent to the committed one
+    on any x86-64 CPU (docs/reproducibility.md): same manifest fields, same scores on the
+    config's public test batch within the measured tolerances. Byte equality is checked on one
+    machine (tests/test_reproducibility.py), where it is promised."""
     repo = tmp_path / "repo"
     metrics = _train(
         REPO_ROOT / "configs" / "centralized.yml", tmp_path, capsys, ["--publish", str(repo)]
     )
     assert metrics["AUROC"] >= 0.95
-    committed = REPO_ROOT / "triton_model_repository"
-    for model in ("dfp_encoder", "dfp_autoencoder"):
-        rel = Path(model) / "1" / "model.onnx"
-        assert sha256_file(repo / rel) == sha256_file(committed / rel), rel
+    config = load_config(REPO_ROOT / "configs" / "centralized.yml", CentralizedConfig)
+    assert config.data.test is not None
+    spec = load_spec(config.data.spec)
+    featurizer = Featurizer(spec)
+    frame, _ = load_source(config.data.test, spec)
+    batch = featurizer.transform(frame)
+    report = compare_versions(
+        repo, REPO_ROOT / "triton_model_repository", batch.tensor, featurizer.labels(batch.frame)
+    )
+    assert report.equivalent, report.summary()
