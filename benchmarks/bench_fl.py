@@ -33,13 +33,14 @@ from federated.compare import CompareConfig
 from federated.config import FLConfig, LocalTrainConfig, PrivacyConfig
 from federated.deployment import deploy_local
 from federated.dp_training import train_dp_round
-from federated.models import build_autoencoder
 from federated.privacy import SitePrivacyState, plan_noise
 from federated.runs import FLRunResult
 from federated.simulation import simulate
 from federated.sites import fit_public_inputs, load_federated_data
-from federated.training import TrainConfig, fit_autoencoder
-from pipelines.config import load_config
+from modelling.config import TrainConfig
+from modelling.models import build_autoencoder
+from modelling.training import fit_autoencoder
+from morpheus_ext.config_io import load_config
 
 SECTION = "bench_fl"
 ROWS = 5120  # 10 batches of 512 from site 0: per-sample cost does not depend on n

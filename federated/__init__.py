@@ -1,9 +1,6 @@
-"""federated: Flower + DP training at the sites, and the modelling pieces they share.
+"""federated: Flower + DP-SGD at the sites, the coordinator, the privacy ledger, publishing.
 
-Importing the package pins torch's CPU kernels (federated/numerics.py) before any module of
-ours loads torch, so training gives the same numbers on every x86-64 CPU.
+Builds on ``modelling`` (the torch layer) and ``morpheus_ext`` (the torch-free core).
 """
 
-from federated.numerics import pin_kernel_env
-
-pin_kernel_env()
+import modelling  # noqa: F401  (pins the training kernels before torch loads)

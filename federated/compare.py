@@ -1,7 +1,7 @@
 """``secureai fl compare``: several runs on the same data split, one table, one plot.
 
 A compare config holds one base federated config and a list of experiments, each either the
-centralized baseline (``pipelines.train.train_centralized`` on the same training rows) or a
+centralized baseline (``modelling.centralized.train_centralized`` on the same training rows) or a
 federated run of the base config with ``overrides`` (DP off, another epsilon, another strategy,
 malicious sites...). Every experiment is scored on the same test data through the served path
 (ONNX, in-process engine), so the numbers are comparable line by line.
@@ -29,11 +29,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from federated.config import FLConfig, merge_overrides
 from federated.runs import evaluate_on_test
 from federated.simulation import simulate
-from federated.training import TrainConfig
+from modelling.centralized import train_centralized
+from modelling.config import CentralizedConfig, EvaluationConfig, TrainConfig
+from modelling.rundir import environment, new_run_dir, write_json
+from morpheus_ext.config_io import dump_config
 from morpheus_ext.markdown_sections import cpu_model, update_section
-from pipelines.config import CentralizedConfig, EvaluationConfig, dump_config
-from pipelines.rundir import environment, new_run_dir, write_json
-from pipelines.train import train_centralized
 
 
 class _Strict(BaseModel):

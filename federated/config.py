@@ -15,8 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from federated.models import ModelConfig
-from pipelines.config import CalibrationConfig, DataConfig, DataSource
+from modelling.config import CalibrationConfig, DataConfig, DataSource, ModelConfig
 
 StrategyName = Literal["fedmedian", "fedavg", "fedtrimmedavg", "krum"]
 AttackKind = Literal["scaled", "sign_flip", "random"]

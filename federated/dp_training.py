@@ -1,6 +1,6 @@
 """One round of local DP-SGD at a site: Opacus per-sample clipping + Gaussian noise.
 
-The model, the loss and the optimizer are the centralized ones (``federated.models``, MSE,
+The model, the loss and the optimizer are the centralized ones (``modelling.models``, MSE,
 Adam); Opacus wraps them for the round and is thrown away afterwards, so what leaves the site
 is the plain module's weights (``dp_model._module``, never the GradSampleModule).
 
@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from federated.config import LocalTrainConfig, PrivacyConfig
 from federated.privacy import SitePrivacyState
-from federated.training import seed_everything
+from modelling.training import seed_everything
 
 
 class RowMSE(nn.Module):

@@ -1,9 +1,10 @@
 """The output of a finished federated run: the global model as a servable model version.
 
 Nothing new here on purpose: the global weights go through the same calibration
-(``federated.calibration``), ONNX export (``federated.export``) and repository writer
-(``federated.triton_repo``) as a centralized run, into ``<run_dir>/model_repository``, so the
-publish step and Triton treat both alike. The manifest adds what only a federated version has:
+(``modelling.calibration``), ONNX export (``modelling.export``) and repository writer
+(``morpheus_ext.repository_writer``) as a centralized run, into ``<run_dir>/model_repository``,
+so the publish step and Triton treat both alike. The manifest adds what only a federated
+version has:
 ``fl_run_id``, ``rounds``, ``dp`` (noise multiplier, clipping norm, delta, the epsilon each
 site spent, accountant ``rdp``) and ``initial_model`` (the served version a warm-started run
 began from: repository, version, sha256 of its ONNX files; ``None`` for a random start). The
@@ -21,15 +22,15 @@ from typing import Any
 
 import torch
 
-from federated.calibration import Calibration, calibrate
-from federated.checkpoint import CHECKPOINT_DIR, save_checkpoint
 from federated.config import FLConfig
-from federated.export import export_encoder, export_scored_autoencoder
-from federated.models import ScoredAutoencoder, build_autoencoder
 from federated.sites import PublicInputs
-from federated.triton_repo import write_repository
+from modelling.calibration import Calibration, calibrate
+from modelling.centralized import MODEL_REPOSITORY, onnx_parity
+from modelling.checkpoint import CHECKPOINT_DIR, save_checkpoint
+from modelling.export import export_encoder, export_scored_autoencoder
+from modelling.models import ScoredAutoencoder, build_autoencoder
 from morpheus_ext.feature_spec import FeatureSpec
-from pipelines.train import MODEL_REPOSITORY, onnx_parity
+from morpheus_ext.repository_writer import write_repository
 
 
 def export_global_model(
@@ -74,7 +75,7 @@ def export_global_model(
         **fl_info,
     }
     repository = write_repository(run_dir / MODEL_REPOSITORY, spec, enc, ae, version, manifest)
-    # The checkpoint `secureai model publish` reads (federated.checkpoint), as centralized runs.
+    # The checkpoint `secureai model publish` reads (modelling.checkpoint), as centralized runs.
     save_checkpoint(
         run_dir / CHECKPOINT_DIR,
         model,

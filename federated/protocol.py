@@ -15,8 +15,8 @@ import numpy as np
 from flwr.app import ConfigRecord
 
 from federated.config import FLConfig
+from morpheus_ext.config_io import load_config
 from morpheus_ext.normalizer import Normalizer
-from pipelines.config import load_config
 
 # Keys of the Flower app's run config (federated/app/pyproject.toml, [tool.flwr.app.config]).
 RUN_CONFIG_PATH = "config-path"

@@ -43,11 +43,10 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from sklearn.metrics import roc_auc_score
 
-from federated.calibration import calibrate
-from federated.checkpoint import Checkpoint, normalizer_from_encoder
-from federated.export import export_scored_autoencoder
-from federated.models import ScoredAutoencoder
-from federated.triton_repo import write_manifest
+from modelling.calibration import calibrate
+from modelling.checkpoint import Checkpoint, normalizer_from_encoder
+from modelling.export import export_scored_autoencoder
+from modelling.models import ScoredAutoencoder
 from morpheus_ext.feature_spec import FeatureSpec
 from morpheus_ext.featurizer import Featurizer
 from morpheus_ext.model_repository import (
@@ -61,6 +60,7 @@ from morpheus_ext.model_repository import (
     ModelRepository,
     sha256_file,
 )
+from morpheus_ext.repository_writer import write_manifest
 
 log = logging.getLogger(__name__)
 PAUSE_ENV = "SECUREAI_PUBLISH_PAUSE_AT"

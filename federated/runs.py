@@ -24,10 +24,11 @@ from federated.monitor import ROUNDS_FILE
 from federated.server import RESULT_FILE
 from federated.sites import load_federated_data
 from federated.warm_start import load_initial_model, resolve_version
+from modelling.centralized import MODEL_REPOSITORY
+from modelling.config import DataConfig, DataSource
+from modelling.rundir import environment, new_run_dir, write_json
+from morpheus_ext.config_io import dump_config
 from morpheus_ext.feature_spec import load_spec
-from pipelines.config import DataConfig, DataSource, dump_config
-from pipelines.rundir import environment, new_run_dir, write_json
-from pipelines.train import MODEL_REPOSITORY
 
 
 @dataclass
@@ -112,11 +113,11 @@ def evaluate_on_test(
     """Score the test data with the run's exported repository (the serving path, ONNX)."""
     if data.test is None:
         return None
+    from modelling.centralized import load_source
+    from modelling.evaluate import evaluate, score_frame
     from morpheus_ext.feature_spec import load_spec
     from morpheus_ext.featurizer import Featurizer
     from morpheus_ext.inference.inprocess import InProcessEngine
-    from pipelines.evaluate import evaluate, score_frame
-    from pipelines.train import load_source
 
     spec = load_spec(data.spec)
     engine = InProcessEngine(run_dir / MODEL_REPOSITORY, spec.spec_hash)

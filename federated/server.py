@@ -32,7 +32,6 @@ from flwr.serverapp import Grid, ServerApp
 from federated.config import FLConfig
 from federated.final_model import export_global_model
 from federated.metrics import FLMetrics
-from federated.models import build_autoencoder
 from federated.monitor import MonitoredStrategy, RoundMonitor, public_evaluation, summarize
 from federated.privacy import ACCOUNTANT
 from federated.protocol import (
@@ -46,10 +45,11 @@ from federated.protocol import (
 from federated.sampling import SiteOrderedGrid
 from federated.sites import fit_public_inputs
 from federated.strategy import build_strategy
-from federated.training import evaluate_loss, seed_everything
 from federated.warm_start import load_initial_model
+from modelling.models import build_autoencoder
+from modelling.rundir import environment, write_json
+from modelling.training import evaluate_loss, seed_everything
 from morpheus_ext.feature_spec import load_spec
-from pipelines.rundir import environment, write_json
 
 RESULT_FILE = "fl_result.json"
 

@@ -27,10 +27,11 @@ from federated.config import FLConfig
 from federated.dp_training import train_dp_round
 from federated.ledger import PrivacyLedger
 from federated.metrics import ClientMetrics
-from federated.models import build_autoencoder
 from federated.privacy import ACCOUNTANT, SitePrivacyState, plan_noise
 from federated.sites import load_federated_data
-from federated.training import TrainConfig, evaluate_loss, fit_autoencoder
+from modelling.config import TrainConfig
+from modelling.models import build_autoencoder
+from modelling.training import evaluate_loss, fit_autoencoder
 from morpheus_ext.normalizer import Normalizer
 
 StateDict = dict[str, torch.Tensor]

@@ -1,6 +1,6 @@
 """Which training rows belong to which site, and the run's public (non-private) inputs.
 
-The split is the centralized baseline's own (``pipelines.train``): the same featurized rows,
+The split is the centralized baseline's own (``modelling.centralized``): the same featurized rows,
 the same ``fit_on`` filter and the same train/validation permutation for the same seed; the
 sites then partition those rows. So "centralized vs federated" compares training procedures on
 identical data, never different data.
@@ -32,13 +32,13 @@ from pathlib import Path
 
 import numpy as np
 
-from federated.checkpoint import normalizer_from_encoder
 from federated.config import FLConfig, SiteSplitConfig
+from modelling.centralized import load_source, split_rows
+from modelling.checkpoint import normalizer_from_encoder
+from modelling.config import DataConfig, DataSource
 from morpheus_ext.feature_spec import FeatureSpec, load_spec
 from morpheus_ext.featurizer import Featurizer
 from morpheus_ext.normalizer import Normalizer
-from pipelines.config import DataConfig, DataSource
-from pipelines.train import load_source, split_rows
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 Retraining starts from what is in production, not from random weights (``initial_model`` in
 the run config). The served ``dfp_autoencoder/<N>/model.onnx`` is the only copy of the weights a
 site is guaranteed to have, so they are read back from it: its initializers are named after the
-torch ``state_dict`` of :class:`federated.models.ScoredAutoencoder` (``autoencoder.<key>``;
+torch ``state_dict`` of :class:`modelling.models.ScoredAutoencoder` (``autoencoder.<key>``;
 the TorchScript exporter keeps parameter names, and ``nn.Linear`` becomes ``Gemm`` with
 ``transB=1``, i.e. the torch layout). Anything stored transposed (``Gemm`` with ``transB=0`` or
 ``MatMul``) is transposed back; a missing, extra or mis-shaped tensor is refused.
@@ -28,9 +28,10 @@ import onnx
 import torch
 from onnx import numpy_helper
 
-from federated.checkpoint import normalizer_from_encoder
 from federated.config import InitialModelConfig
-from federated.models import ModelConfig, build_autoencoder
+from modelling.checkpoint import normalizer_from_encoder
+from modelling.config import ModelConfig
+from modelling.models import build_autoencoder
 from morpheus_ext.feature_spec import FeatureSpec
 from morpheus_ext.model_repository import (
     AUTOENCODER,

@@ -6,7 +6,7 @@ counters); missing values (NaN) become the centre; results are clipped to +-``cl
 absurd value cannot dominate the reconstruction loss. Time and one-hot slots pass through.
 
 This NumPy version is what training uses; ``dfp_encoder`` serves the same arithmetic as ONNX
-(built in ``federated.export``), and a test holds the two equal.
+(built in ``modelling.export``), and a test holds the two equal.
 """
 
 from __future__ import annotations

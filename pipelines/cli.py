@@ -26,7 +26,7 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     for module, name in (
         ("morpheus_ext.inference.triton", "TritonEngineError"),
         ("federated.publish", "PublishRefused"),
-        ("pipelines.config_io", "ConfigError"),
+        ("morpheus_ext.config_io", "ConfigError"),
         ("morpheus_ext.feature_spec", "SpecError"),
         ("morpheus_ext.io", "DataError"),
         ("morpheus_ext.model_repository", "ModelRepositoryError"),
@@ -44,7 +44,8 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
 
 # --------------------------------------------------------------------------- commands
 def cmd_demo(args: argparse.Namespace) -> int:
-    from pipelines.config import DemoConfig, load_config
+    from morpheus_ext.config_io import load_config
+    from pipelines.config import DemoConfig
     from pipelines.demo import run_demo
 
     result = run_demo(load_config(args.config, DemoConfig), progress=not args.no_progress)
@@ -66,10 +67,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from federated.triton_repo import write_repository
-    from pipelines.config import CentralizedConfig, load_config
-    from pipelines.evaluate import evaluate, score_frame
-    from pipelines.train import load_source, train_centralized
+    from modelling.centralized import load_source, train_centralized
+    from modelling.config import CentralizedConfig
+    from modelling.evaluate import evaluate, score_frame
+    from morpheus_ext.config_io import load_config
+    from morpheus_ext.repository_writer import write_repository
 
     config = load_config(args.config, CentralizedConfig)
     result = train_centralized(config, version=args.version)
@@ -135,13 +137,14 @@ def _print_metrics(m: dict[str, object]) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from modelling.centralized import MODEL_REPOSITORY, load_source
+    from modelling.config import CentralizedConfig
+    from modelling.evaluate import evaluate, score_frame
+    from morpheus_ext.config_io import load_config
     from morpheus_ext.feature_spec import load_spec
     from morpheus_ext.featurizer import Featurizer
     from morpheus_ext.inference.inprocess import InProcessEngine
     from morpheus_ext.io import read_frame
-    from pipelines.config import CentralizedConfig, load_config
-    from pipelines.evaluate import evaluate, score_frame
-    from pipelines.train import MODEL_REPOSITORY, load_source
 
     train_normalized = None
     if args.run_dir:

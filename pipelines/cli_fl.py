@@ -38,7 +38,7 @@ def _print_run(result: Any) -> None:
 def cmd_simulate(args: argparse.Namespace) -> int:
     from federated.config import FLConfig
     from federated.simulation import simulate
-    from pipelines.config import load_config
+    from morpheus_ext.config_io import load_config
 
     config = load_config(args.config, FLConfig)
     _print_run(simulate(config, Path(args.run_dir) if args.run_dir else None))
@@ -48,7 +48,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def cmd_deploy(args: argparse.Namespace) -> int:
     from federated.config import FLConfig
     from federated.deployment import deploy_local
-    from pipelines.config import load_config
+    from morpheus_ext.config_io import load_config
 
     config = load_config(args.config, FLConfig)
     result = deploy_local(
@@ -64,7 +64,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from federated.compare import CompareConfig, compare
-    from pipelines.config import load_config
+    from morpheus_ext.config_io import load_config
 
     config = load_config(args.config, CompareConfig)
     if args.no_docs:

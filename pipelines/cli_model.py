@@ -47,8 +47,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    from federated.checkpoint import CHECKPOINT_DIR, load_checkpoint
     from federated.publish import PublishConfig, publish
+    from modelling.checkpoint import CHECKPOINT_DIR, load_checkpoint
     from morpheus_ext.feature_spec import load_spec
     from morpheus_ext.io import read_frame
 

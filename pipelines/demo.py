@@ -16,6 +16,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from modelling.centralized import train_centralized
+from modelling.evaluate import ScoredFrame, evaluate
+from modelling.evaluation import compute_metrics
+from modelling.rundir import new_run_dir, write_json
+from morpheus_ext.config_io import dump_config
 from morpheus_ext.feature_spec import load_spec
 from morpheus_ext.featurizer import Featurizer
 from morpheus_ext.fingerprint import EntityBaselines, FingerprintConfig
@@ -23,13 +28,9 @@ from morpheus_ext.inference.inprocess import InProcessEngine
 from morpheus_ext.stages.input import jsonl_file_source
 from morpheus_ext.stages.output import JsonlSink
 from morpheus_ext.synthetic import generate, write_events
-from pipelines.config import DemoConfig, dump_config
-from pipelines.evaluate import ScoredFrame, evaluate
-from pipelines.evaluation import compute_metrics
-from pipelines.rundir import new_run_dir, write_json
+from pipelines.config import DemoConfig
 from pipelines.runner import BatchResult, ScoringPipeline, run_batches
 from pipelines.top_alerts import TopAlerts
-from pipelines.train import train_centralized
 
 log = logging.getLogger(__name__)
 

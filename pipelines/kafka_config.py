@@ -20,10 +20,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from morpheus_ext.config_io import ConfigError, load_config
 from morpheus_ext.fingerprint.config import FingerprintConfig
 from morpheus_ext.stages.kafka import MANAGED_CONSUMER_KEYS, MANAGED_PRODUCER_KEYS
 from morpheus_ext.stages.preprocess import DEFAULT_MAX_EVENT_BYTES
-from pipelines.config_io import ConfigError, load_config
 from pipelines.engines import InferenceConfig
 
 ClientValue = str | int | float | bool

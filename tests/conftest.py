@@ -9,11 +9,9 @@ from typing import Any
 
 import pytest
 
-from federated.models import ModelConfig
-from federated.training import TrainConfig
+from modelling.centralized import TrainResult, train_centralized
+from modelling.config import CentralizedConfig, DataConfig, DataSource, ModelConfig, TrainConfig
 from morpheus_ext.synthetic import SyntheticConfig
-from pipelines.config import CentralizedConfig, DataConfig, DataSource
-from pipelines.train import TrainResult, train_centralized
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"

@@ -8,8 +8,8 @@ import importlib
 import pytest
 
 MODULES = [
-    "federated.numerics",
-    "pipelines.evaluation.equivalence",
+    "modelling.numerics",
+    "modelling.evaluation.equivalence",
 ]
 
 

@@ -1,4 +1,4 @@
-"""Tests for pipelines.evaluation: metrics with known answers, baselines and the report."""
+"""Tests for modelling.evaluation: metrics with known answers, baselines and the report."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipelines.evaluation import (
+from modelling.evaluation import (
     BaselineResult,
     compute_metrics,
     curves,

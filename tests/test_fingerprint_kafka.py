@@ -27,12 +27,13 @@ import orjson
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
+from morpheus_ext.config_io import load_config
 from morpheus_ext.feature_spec import load_spec
 from morpheus_ext.featurizer import Featurizer
 from morpheus_ext.fingerprint import EntityBaselines, FingerprintConfig
 from morpheus_ext.inference.inprocess import InProcessEngine
 from morpheus_ext.stages.input import Origin, RawBatch
-from pipelines.config import DemoConfig, load_config
+from pipelines.config import DemoConfig
 from pipelines.demo import _baselines as demo_baselines
 from pipelines.kafka_config import PipelineConfig
 from pipelines.kafka_runner import (

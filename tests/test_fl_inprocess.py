@@ -22,7 +22,6 @@ from flwr.supercore.task_identity import TaskIdentity
 from opacus.accountants import RDPAccountant
 
 from federated import client
-from federated.checkpoint import CHECKPOINT_DIR, load_checkpoint
 from federated.config import FLConfig, merge_overrides
 from federated.launcher import free_port
 from federated.ledger import PrivacyBudgetExceeded
@@ -31,8 +30,9 @@ from federated.runs import prepare_run_dir, read_rounds
 from federated.server import RESULT_FILE, run_federated
 from federated.site import Site
 from federated.sites import fit_public_inputs, load_federated_data
+from modelling.checkpoint import CHECKPOINT_DIR, load_checkpoint
+from morpheus_ext.config_io import load_config
 from morpheus_ext.inference.inprocess import InProcessEngine
-from pipelines.config import load_config
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow  # a few seconds per run (export included); no external services
@@ -239,7 +239,7 @@ def test_ledger_stops_a_site_once_its_budget_is_spent(tmp_path: Path) -> None:
     data = load_federated_data(config)
     public = fit_public_inputs(config.public.source, data.spec, "normal")
     site = Site(config, 0, public.normalizer, tmp_path / "ledger")
-    from federated.models import build_autoencoder
+    from modelling.models import build_autoencoder
 
     weights = build_autoencoder(config.model, data.spec.tensor_width, seed=0).state_dict()
     dp = None

@@ -9,8 +9,9 @@ from opacus.accountants import RDPAccountant
 
 from federated.config import LocalTrainConfig, PrivacyConfig
 from federated.dp_training import train_dp_round
-from federated.models import ModelConfig, build_autoencoder
 from federated.privacy import SitePrivacyState, plan_noise, rdp_epsilon, steps_per_epoch
+from modelling.config import ModelConfig
+from modelling.models import build_autoencoder
 
 
 def opacus_epsilon(sigma: float, q: float, steps: int, delta: float) -> float:

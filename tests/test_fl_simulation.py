@@ -16,8 +16,8 @@ import pytest
 import yaml
 from opacus.accountants import RDPAccountant
 
-from federated.checkpoint import CHECKPOINT_DIR, load_checkpoint
 from federated.launcher import free_port
+from modelling.checkpoint import CHECKPOINT_DIR, load_checkpoint
 from morpheus_ext.inference.inprocess import InProcessEngine
 from pipelines import cli_fl
 

@@ -199,7 +199,7 @@ def test_cli_registers_fl_commands() -> None:
 )
 def test_shipped_configs_validate(path: str) -> None:
     from federated.compare import CompareConfig
-    from pipelines.config import load_config
+    from morpheus_ext.config_io import load_config
 
     root = Path(__file__).resolve().parent.parent
     compare = path.endswith(("baselines.yml", "fed_robustness.yml"))

@@ -15,10 +15,7 @@ import torch
 import yaml
 from onnx import numpy_helper
 
-from federated.checkpoint import CHECKPOINT_DIR, load_checkpoint, normalizer_from_encoder
 from federated.config import FLConfig, InitialModelConfig
-from federated.export import export_encoder, export_scored_autoencoder
-from federated.models import ModelConfig, ScoredAutoencoder, build_autoencoder
 from federated.publish import rollback
 from federated.runs import prepare_run_dir
 from federated.warm_start import (
@@ -27,6 +24,10 @@ from federated.warm_start import (
     resolve_version,
     state_dict_from_onnx,
 )
+from modelling.checkpoint import CHECKPOINT_DIR, load_checkpoint, normalizer_from_encoder
+from modelling.config import ModelConfig
+from modelling.export import export_encoder, export_scored_autoencoder
+from modelling.models import ScoredAutoencoder, build_autoencoder
 from morpheus_ext.feature_spec import load_spec
 from morpheus_ext.featurizer import Featurizer
 from morpheus_ext.model_repository import AUTOENCODER, ENCODER, NORMALIZED, sha256_file

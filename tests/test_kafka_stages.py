@@ -9,6 +9,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from morpheus_ext.config_io import ConfigError
 from morpheus_ext.stages.input import Origin, RawBatch
 from morpheus_ext.stages.kafka import (
     ConsumedBatch,
@@ -21,7 +22,6 @@ from morpheus_ext.stages.kafka import (
 from morpheus_ext.stages.output import dead_letter_record
 from pipelines.cli_kafka import _key_of
 from pipelines.cli_kafka import main as kafka_cli
-from pipelines.config import ConfigError
 from pipelines.kafka_config import PipelineConfig, load_pipeline_config
 from pipelines.morpheus_pipeline import morpheus_available
 from pipelines.top_alerts import render_top

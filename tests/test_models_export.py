@@ -10,8 +10,10 @@ import torch
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from federated.models import ModelConfig, ScoredAutoencoder, build_autoencoder
-from federated.training import TrainConfig, fit_autoencoder
+from modelling.centralized import TrainResult, train_centralized
+from modelling.config import ModelConfig, TrainConfig
+from modelling.models import ScoredAutoencoder, build_autoencoder
+from modelling.training import fit_autoencoder
 from morpheus_ext.featurizer import Featurizer
 from morpheus_ext.inference.inprocess import InProcessEngine
 from morpheus_ext.model_repository import (
@@ -23,7 +25,6 @@ from morpheus_ext.model_repository import (
     ModelRepositoryError,
 )
 from morpheus_ext.synthetic import SyntheticConfig, generate
-from pipelines.train import TrainResult, train_centralized
 
 from .conftest import REPO_ROOT, small_config
 
@@ -161,8 +162,8 @@ def test_cnn_autoencoder_trains_and_exports(tmp_path: Path) -> None:
 
 def test_committed_repository_is_what_the_writer_produces() -> None:
     """The committed version 1 is the writer's output: same configs, same postproc wrapper."""
-    from federated.triton_repo import POSTPROC_MODEL_PY, render_configs
     from morpheus_ext.feature_spec import load_spec
+    from morpheus_ext.repository_writer import POSTPROC_MODEL_PY, render_configs
 
     repo = REPO_ROOT / "triton_model_repository"
     for model, text in render_configs(load_spec("security_events")).items():

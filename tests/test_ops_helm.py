@@ -153,7 +153,7 @@ def test_rendered_configs_load_with_the_services_loaders(
         assert common["ssl.ca.location"] == "/etc/secureai/kafka-tls/ca.crt"
     if OPTIONS[option].get("fl", {}).get("enabled", True):
         from federated.config import FLConfig
-        from pipelines.config import load_config
+        from morpheus_ext.config_io import load_config
 
         (tmp_path / "fl.yml").write_text(config_file(option, "fl.yml"))
         fl = load_config(tmp_path / "fl.yml", FLConfig)

@@ -11,10 +11,10 @@ import jsonschema
 import orjson
 import pytest
 
+from modelling.centralized import TrainResult
 from morpheus_ext.records import score_record_schema
 from morpheus_ext.synthetic import SyntheticConfig, generate
 from pipelines.cli import main
-from pipelines.train import TrainResult
 
 BAD_LINES: list[tuple[bytes, str]] = [
     (b'{"event_id": "bad-1", "event_type": "auth"', "invalid JSON"),

@@ -18,13 +18,6 @@ import pytest
 import torch
 from onnx import numpy_helper
 
-from federated.checkpoint import (
-    CHECKPOINT_DIR,
-    Checkpoint,
-    normalizer_from_encoder,
-    save_checkpoint,
-)
-from federated.models import ModelConfig, build_autoencoder
 from federated.publish import (
     PAUSE_ENV,
     PublishConfig,
@@ -36,7 +29,15 @@ from federated.publish import (
     served_version,
     verify,
 )
-from federated.training import TrainConfig, fit_autoencoder
+from modelling.checkpoint import (
+    CHECKPOINT_DIR,
+    Checkpoint,
+    normalizer_from_encoder,
+    save_checkpoint,
+)
+from modelling.config import ModelConfig, TrainConfig
+from modelling.models import build_autoencoder
+from modelling.training import fit_autoencoder
 from morpheus_ext.feature_spec import load_spec
 from morpheus_ext.featurizer import Featurizer
 from morpheus_ext.model_repository import AUTOENCODER, ModelRepository
@@ -147,8 +148,8 @@ def test_tampered_file_wrong_shape_and_other_spec_are_refused(
     with pytest.raises(PublishRefused, match="feature spec hash mismatch"):
         publish(other, repo, SPEC, site_data["validation"])
     # a wrong input shape (a model for 128 slots exported against the 256-slot config)
-    from federated.export import export_scored_autoencoder
-    from federated.models import ScoredAutoencoder
+    from modelling.export import export_scored_autoencoder
+    from modelling.models import ScoredAutoencoder
 
     small = ScoredAutoencoder(
         build_autoencoder(ModelConfig(), 128), [0] * 128, 16, np.zeros(16), np.ones(16), 1.0, 2

@@ -24,7 +24,6 @@ import pytest
 import yaml
 from sklearn.metrics import roc_auc_score
 
-from federated.checkpoint import CHECKPOINT_DIR, load_checkpoint, normalizer_from_encoder
 from federated.config import FLConfig
 from federated.publish import (
     PublishConfig,
@@ -34,6 +33,7 @@ from federated.publish import (
     verify,
 )
 from federated.simulation import simulate
+from modelling.checkpoint import CHECKPOINT_DIR, load_checkpoint, normalizer_from_encoder
 from morpheus_ext.feature_spec import load_spec
 from morpheus_ext.featurizer import Featurizer
 from morpheus_ext.inference.base import InferenceEngine

@@ -7,12 +7,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from modelling.centralized import load_source
+from modelling.config import CentralizedConfig
+from modelling.evaluation.equivalence import compare_versions
+from morpheus_ext.config_io import load_config
 from morpheus_ext.feature_spec import load_spec
 from morpheus_ext.featurizer import Featurizer
 from pipelines.cli import main
-from pipelines.config import CentralizedConfig, load_config
-from pipelines.evaluation.equivalence import compare_versions
-from pipelines.train import load_source
 
 from .conftest import REPO_ROOT, SHARED_DATA
 

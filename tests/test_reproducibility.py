@@ -2,7 +2,7 @@
 
 * One machine: the same config and seeds give the same ONNX bytes (determinism).
 * Any x86-64 machine: a retrained version is *equivalent* to the reference within the measured
-  tolerances of :mod:`pipelines.evaluation.equivalence`, never byte-equal by promise.
+  tolerances of :mod:`modelling.evaluation.equivalence`, never byte-equal by promise.
 * Both checks are sensitive: a changed seed or learning rate fails them.
 
 Another CPU family is emulated on this one by forcing other SIMD kernels in a child process
@@ -22,13 +22,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from modelling.centralized import train_centralized
+from modelling.evaluation.equivalence import compare_versions
+from morpheus_ext.config_io import dump_config
 from morpheus_ext.feature_spec import load_spec
 from morpheus_ext.featurizer import Featurizer
 from morpheus_ext.model_repository import AUTOENCODER, ENCODER, sha256_file
 from morpheus_ext.synthetic import SyntheticConfig, generate
-from pipelines.config import dump_config
-from pipelines.evaluation.equivalence import compare_versions
-from pipelines.train import train_centralized
 
 from .conftest import REPO_ROOT, small_config
 
@@ -80,7 +80,7 @@ def _train_in_child(tmp: Path, env: dict[str, str]) -> tuple[Path, dict[str, obj
     script = (
         "import sys; from pathlib import Path\n"
         "from pipelines.config import CentralizedConfig, load_config\n"
-        "from pipelines.train import train_centralized\n"
+        "from modelling.centralized import train_centralized\n"
         "c = load_config(Path(sys.argv[1]), CentralizedConfig)\n"
         "train_centralized(c, Path(sys.argv[2]))\n"
     )

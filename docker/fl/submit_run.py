@@ -23,7 +23,7 @@ from federated.config import FLConfig
 from federated.launcher import FlowerError, SuperLink
 from federated.protocol import RUN_CONFIG_PATH, RUN_DIR
 from federated.runs import FLRunFailed, finish_run, prepare_run_dir
-from pipelines.config import ConfigError, load_config
+from morpheus_ext.config_io import ConfigError, load_config
 
 
 class RemoteSuperLink(SuperLink):

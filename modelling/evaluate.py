@@ -1,6 +1,6 @@
 """Evaluation: score a labelled DataFrame with a model repository, compute metrics, report.
 
-Metrics come from scikit-learn (``pipelines.evaluation``); the report is HTML with PNG plots and
+Metrics come from scikit-learn (``modelling.evaluation``); the report is HTML with PNG plots and
 puts our model beside IsolationForest (and River HalfSpaceTrees when installed) on the same split.
 """
 
@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from modelling.evaluation import compute_metrics, run_baselines, write_report
+from modelling.rundir import write_json
 from morpheus_ext.featurizer import Featurizer
 from morpheus_ext.inference.inprocess import InProcessEngine
-from pipelines.evaluation import compute_metrics, run_baselines, write_report
-from pipelines.rundir import write_json
 
 KIND_COLUMN = "anomaly_kind"
 

@@ -54,16 +54,16 @@ def environment() -> dict[str, Any]:
         "machine": platform.machine(),
         "cpu": cpu_model(),
         "packages": versions,
-        # Training kernels (federated/numerics.py), when this process has torch loaded.
+        # Training kernels (modelling/numerics.py), when this process has torch loaded.
         "kernels": _kernels(),
     }
 
 
 def _kernels() -> dict[str, Any] | None:
-    """Training kernels (federated/numerics.py) when this process trains (has torch loaded)."""
+    """Training kernels (modelling/numerics.py) when this process trains (has torch loaded)."""
     if "torch" not in sys.modules:
         return None
-    from federated.numerics import kernel_report
+    from modelling.numerics import kernel_report
 
     return kernel_report()
 

@@ -8,33 +8,13 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from federated.numerics import ensure_pinned
-
-
-class TrainConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    epochs: int = Field(default=100, ge=1)
-    batch_size: int = Field(default=256, ge=1)
-    lr: float = Field(default=2e-3, gt=0)
-    weight_decay: float = Field(default=0.0, ge=0)
-    patience: int = Field(default=4, ge=1)
-    """Stop after this many epochs without validation improvement (best weights are kept)."""
-    seed: int = 0
-    threads: int = Field(default=2, ge=1)
-    precision: Literal["float64", "float32"] = "float64"
-    """Arithmetic of the training loop. float64 keeps the last-bit differences between CPUs'
-    SIMD kernels (AVX2 vs AVX-512, Intel vs AMD BLAS paths) ~1e-16, so after dozens of epochs
-    the float32 weights that are exported still agree across machines; in float32 the same
-    differences grow into different models (docs/reproducibility.md). Served graphs are float32
-    either way."""
+from modelling.config import TrainConfig
+from modelling.numerics import ensure_pinned
 
 
 @dataclass
@@ -46,7 +26,7 @@ class EpochRecord:
 
 def seed_everything(seed: int, threads: int | None = None) -> None:
     """Seed every RNG training touches and pin CPU kernels to deterministic ones (and to the
-    machine-independent ones of federated/numerics.py)."""
+    machine-independent ones of modelling/numerics.py)."""
     ensure_pinned()
     random.seed(seed)
     np.random.seed(seed)

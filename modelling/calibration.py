@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from federated.models import field_errors
+from modelling.models import field_errors
 from morpheus_ext.feature_spec import TensorLayout
 
 _MIN_STD = 1e-6

@@ -10,9 +10,9 @@ model (measured: docs/reproducibility.md). So training processes pin them before
   code on Intel and non-Intel CPUs (``MKL_CBWR=AVX2`` silently falls back to AUTO on AMD);
 * ``ONEDNN_MAX_CPU_ISA=AVX2``: the CNN model's convolutions.
 
-Values a user already exported win (``setdefault``). ``federated/__init__`` calls
+Values a user already exported win (``setdefault``). ``modelling/__init__`` calls
 :func:`pin_kernel_env`, i.e. before any of our modules imports torch (every training path
-imports ``federated`` first; :func:`ensure_pinned` catches the rest while MKL is unused);
+imports ``modelling`` first; :func:`ensure_pinned` catches the rest while MKL is unused);
 :func:`kernel_report` says what is really in effect and goes into every run record.
 
 This module must not import torch at module level (it runs before torch is loaded).

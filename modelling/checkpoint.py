@@ -18,7 +18,8 @@ import torch
 from onnx import numpy_helper
 from torch import nn
 
-from federated.models import ModelConfig, build_autoencoder
+from modelling.config import ModelConfig
+from modelling.models import build_autoencoder
 from morpheus_ext.normalizer import Normalizer
 
 CHECKPOINT_DIR = "model"

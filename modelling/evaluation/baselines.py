@@ -7,7 +7,7 @@ every evaluation run scores the same train/test features with:
 * River's ``HalfSpaceTrees`` (streaming, only when the optional ``river`` extra is
   installed), the usual online baseline for log streams.
 
-Scores follow the convention of :mod:`pipelines.evaluation.metrics`: higher = more
+Scores follow the convention of :mod:`modelling.evaluation.metrics`: higher = more
 anomalous.
 """
 
@@ -21,7 +21,7 @@ import numpy as np
 from sklearn.ensemble import IsolationForest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from pipelines.evaluation.metrics import validate_labels
+from modelling.evaluation.metrics import validate_labels
 
 __all__ = ["BaselineResult", "half_space_trees", "isolation_forest", "run_baselines"]
 

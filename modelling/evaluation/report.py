@@ -23,8 +23,8 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from pipelines.evaluation.baselines import BaselineResult
-from pipelines.evaluation.metrics import compute_metrics, curves, validate_inputs
+from modelling.evaluation.baselines import BaselineResult
+from modelling.evaluation.metrics import compute_metrics, curves, validate_inputs
 
 __all__ = ["write_report"]
 
@@ -67,7 +67,7 @@ def write_report(
 ) -> Path:
     """Write the plots and ``report.html`` into ``out_dir``; return the HTML path.
 
-    ``metrics`` is the output of :func:`~pipelines.evaluation.metrics.compute_metrics`
+    ``metrics`` is the output of :func:`~modelling.evaluation.metrics.compute_metrics`
     (an ``"events_per_s"`` entry, if the caller adds one, fills our row of the baseline
     table). Baseline curves are overlaid on the ROC/PR plots; ``extra`` holds free-form
     run details (config, model version, ...) shown at the end.

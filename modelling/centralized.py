@@ -17,20 +17,21 @@ import numpy as np
 import pandas as pd
 import torch
 
-from federated.calibration import Calibration, calibrate
-from federated.checkpoint import CHECKPOINT_DIR, save_checkpoint
-from federated.export import export_encoder, export_scored_autoencoder
-from federated.models import ScoredAutoencoder, build_autoencoder
-from federated.training import EpochRecord, fit_autoencoder, seed_everything
-from federated.triton_repo import write_repository
+from modelling.calibration import Calibration, calibrate
+from modelling.checkpoint import CHECKPOINT_DIR, save_checkpoint
+from modelling.config import CentralizedConfig, DataSource
+from modelling.export import export_encoder, export_scored_autoencoder
+from modelling.models import ScoredAutoencoder, build_autoencoder
+from modelling.rundir import environment, new_run_dir, write_json
+from modelling.training import EpochRecord, fit_autoencoder, seed_everything
+from morpheus_ext.config_io import dump_config
 from morpheus_ext.feature_spec import FeatureSpec, load_spec
 from morpheus_ext.featurizer import Featurizer
 from morpheus_ext.inference.inprocess import InProcessEngine
 from morpheus_ext.io import file_sha256, read_frame
 from morpheus_ext.normalizer import Normalizer
+from morpheus_ext.repository_writer import write_repository
 from morpheus_ext.synthetic import generate
-from pipelines.config import CentralizedConfig, DataSource, dump_config
-from pipelines.rundir import environment, new_run_dir, write_json
 
 log = logging.getLogger(__name__)
 MODEL_REPOSITORY = "model_repository"

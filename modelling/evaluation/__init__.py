@@ -1,17 +1,17 @@
 """Evaluation of anomaly scores: metrics, baseline detectors and the HTML report.
 
-Re-exported here so callers can write ``from pipelines.evaluation import compute_metrics``
+Re-exported here so callers can write ``from modelling.evaluation import compute_metrics``
 without knowing the module layout.
 """
 
-from pipelines.evaluation.baselines import (
+from modelling.evaluation.baselines import (
     BaselineResult,
     half_space_trees,
     isolation_forest,
     run_baselines,
 )
-from pipelines.evaluation.metrics import compute_metrics, curves, validate_inputs, validate_labels
-from pipelines.evaluation.report import write_report
+from modelling.evaluation.metrics import compute_metrics, curves, validate_inputs, validate_labels
+from modelling.evaluation.report import write_report
 
 __all__ = [
     "BaselineResult",

@@ -1,6 +1,6 @@
 """Triton python-backend wrapper; the logic lives in morpheus_ext.postproc (shared in-process).
 
-Copied as ``anomaly_postproc/<version>/model.py`` by ``federated.triton_repo``.
+Copied as ``anomaly_postproc/<version>/model.py`` by ``morpheus_ext.repository_writer``.
 """
 
 import json

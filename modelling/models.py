@@ -7,34 +7,17 @@ their modules here (:func:`build_autoencoder`), so a version trained anywhere se
 from __future__ import annotations
 
 from itertools import pairwise
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from modelling.config import ModelConfig
 from morpheus_ext.feature_spec import TensorLayout
 
 if TYPE_CHECKING:
-    from federated.calibration import Calibration
-
-ModelKind = Literal["mlp", "cnn"]
-
-
-class ModelConfig(BaseModel):
-    """Architecture of the autoencoder (part of every run's resolved config)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    kind: ModelKind = "mlp"
-    hidden: list[int] = Field(default_factory=lambda: [128, 32])
-    """MLP: encoder widths, the last one is the bottleneck (the decoder mirrors them)."""
-    channels: list[int] = Field(default_factory=lambda: [8, 16])
-    """CNN: channels of the strided Conv1d encoder blocks (each halves the length)."""
-    latent: int = 32
-    """CNN: bottleneck width."""
-    dropout: float = 0.0
+    from modelling.calibration import Calibration
 
 
 class MLPAutoencoder(nn.Module):

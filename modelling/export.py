@@ -15,7 +15,7 @@ import onnx
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from federated.models import ScoredAutoencoder
+from modelling.models import ScoredAutoencoder
 from morpheus_ext.model_repository import AE_OUTPUTS, INPUT, NORMALIZED
 from morpheus_ext.normalizer import Normalizer
 
