@@ -24,7 +24,7 @@ from typing import Any, Literal
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from federated.config import FLConfig, merge_overrides
 from federated.runs import evaluate_on_test
@@ -32,15 +32,11 @@ from federated.simulation import simulate
 from modelling.centralized import train_centralized
 from modelling.config import CentralizedConfig, EvaluationConfig, TrainConfig
 from modelling.rundir import environment, new_run_dir, write_json
-from morpheus_ext.config_io import dump_config
+from morpheus_ext.config_io import StrictModel, dump_config
 from morpheus_ext.markdown_sections import cpu_model, update_section
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ExperimentConfig(_Strict):
+class ExperimentConfig(StrictModel):
     name: str
     kind: Literal["centralized", "federated"] = "federated"
     label: str | None = None
@@ -48,7 +44,7 @@ class ExperimentConfig(_Strict):
     """Deep-merged into the base federated config (``federated``) for this experiment."""
 
 
-class Criterion(_Strict):
+class Criterion(StrictModel):
     """An acceptance check: ``experiment``'s AUROC may trail ``reference``'s by at most this."""
 
     experiment: str
@@ -56,7 +52,7 @@ class Criterion(_Strict):
     max_auroc_drop: float
 
 
-class ReportConfig(_Strict):
+class ReportConfig(StrictModel):
     kind: Literal["privacy_utility", "robustness"] = "privacy_utility"
     title: str
     section: str
@@ -69,7 +65,7 @@ class ReportConfig(_Strict):
     command: str = ""
 
 
-class CompareConfig(_Strict):
+class CompareConfig(StrictModel):
     name: str = "compare"
     federated: FLConfig
     centralized_train: TrainConfig = Field(default_factory=TrainConfig)

@@ -13,19 +13,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from modelling.config import CalibrationConfig, DataConfig, DataSource, ModelConfig
+from morpheus_ext.config_io import StrictModel
 
 StrategyName = Literal["fedmedian", "fedavg", "fedtrimmedavg", "krum"]
 AttackKind = Literal["scaled", "sign_flip", "random"]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class SiteSplitConfig(_Strict):
+class SiteSplitConfig(StrictModel):
     """How the training rows are divided between sites (the non-IID part of the experiment)."""
 
     method: Literal["site_column", "dirichlet"] = "site_column"
@@ -38,7 +35,7 @@ class SiteSplitConfig(_Strict):
     """Dirichlet concentration: small values give very unequal sites."""
 
 
-class PublicDataConfig(_Strict):
+class PublicDataConfig(StrictModel):
     """Non-private data every party may see: it fits the normalizer and calibrates the model.
 
     Why: the encoder's centre/scale and the scoring threshold are published with the model,
@@ -53,7 +50,7 @@ class PublicDataConfig(_Strict):
     with another normalizer than the served encoder's."""
 
 
-class InitialModelConfig(_Strict):
+class InitialModelConfig(StrictModel):
     """Start the global model from a version a Triton model repository serves (warm start).
 
     Real retraining continues from production: round 1 sends every site the served
@@ -72,7 +69,7 @@ class InitialModelConfig(_Strict):
     version number; or a version number."""
 
 
-class FederationConfig(_Strict):
+class FederationConfig(StrictModel):
     rounds: int = Field(default=3, ge=1)
     fraction_train: float = Field(default=1.0, gt=0, le=1)
     """Fraction of connected sites sampled each round (partial participation)."""
@@ -85,7 +82,7 @@ class FederationConfig(_Strict):
     """Replies later than this are dropped, so a straggler cannot stall a round."""
 
 
-class StrategyConfig(_Strict):
+class StrategyConfig(StrictModel):
     name: StrategyName = "fedmedian"
     trim_beta: float = Field(default=0.2, ge=0, lt=0.5)
     """FedTrimmedAvg: fraction cut from each tail."""
@@ -93,7 +90,7 @@ class StrategyConfig(_Strict):
     """Krum: number of malicious sites it must tolerate (needs n > 2f + 2)."""
 
 
-class LocalTrainConfig(_Strict):
+class LocalTrainConfig(StrictModel):
     """What one site does with the global model in one round."""
 
     epochs: int = Field(default=1, ge=1)
@@ -103,7 +100,7 @@ class LocalTrainConfig(_Strict):
     threads: int = Field(default=1, ge=1)
 
 
-class PrivacyConfig(_Strict):
+class PrivacyConfig(StrictModel):
     """DP-SGD at every site (sample-level DP of that site's events), accounted with RDP."""
 
     enabled: bool = True
@@ -119,7 +116,7 @@ class PrivacyConfig(_Strict):
     """Folder of the per-site ledgers; ``None``: ``<run_dir>/ledger`` (an experiment's own)."""
 
 
-class StragglerConfig(_Strict):
+class StragglerConfig(StrictModel):
     """Simulated faults, applied by the ClientApp before it trains."""
 
     delays_s: dict[int, float] = Field(default_factory=dict)
@@ -130,7 +127,7 @@ class StragglerConfig(_Strict):
     """Every site fails a given round with this probability (seeded)."""
 
 
-class AttackConfig(_Strict):
+class AttackConfig(StrictModel):
     """Malicious sites: they train honestly, then replace their update before sending it."""
 
     malicious_sites: list[int] = Field(default_factory=list)
@@ -140,19 +137,19 @@ class AttackConfig(_Strict):
     with scale x the honest update's RMS, per tensor."""
 
 
-class MonitoringConfig(_Strict):
+class MonitoringConfig(StrictModel):
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
     """Serve Prometheus metrics over HTTP on 127.0.0.1:port while the run lasts."""
     metrics_host: str = "127.0.0.1"
 
 
-class SimulationConfig(_Strict):
+class SimulationConfig(StrictModel):
     client_cpus: int = Field(default=1, ge=1)
     """Ray CPUs per ClientApp: with 2 cores, 1 runs two sites at a time."""
     timeout_s: float = Field(default=1800.0, gt=0)
 
 
-class FLConfig(_Strict):
+class FLConfig(StrictModel):
     name: str = "fed"
     seed: int = 0
     data: DataConfig

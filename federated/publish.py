@@ -40,13 +40,14 @@ import onnx
 import onnxruntime as ort
 import pandas as pd
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from sklearn.metrics import roc_auc_score
 
 from modelling.calibration import calibrate
 from modelling.checkpoint import Checkpoint, normalizer_from_encoder
 from modelling.export import export_scored_autoencoder
 from modelling.models import ScoredAutoencoder
+from morpheus_ext.config_io import StrictModel
 from morpheus_ext.feature_spec import FeatureSpec
 from morpheus_ext.featurizer import Featurizer
 from morpheus_ext.model_repository import (
@@ -72,9 +73,7 @@ class PublishRefused(RuntimeError):
     """The candidate failed validation or the promotion gate (message has the numbers)."""
 
 
-class PublishConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class PublishConfig(StrictModel):
     gate: Literal["auto", "holdout", "normal_fpr"] = "auto"
     """``auto``: holdout AUROC when the holdout has both labels, else false-positive rate."""
     tolerance: float = Field(default=0.01, ge=0)

@@ -10,22 +10,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from morpheus_ext.config_io import StrictModel
 from morpheus_ext.synthetic import SyntheticConfig
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
 
 ModelKind = Literal["mlp", "cnn"]
 
 
-class ModelConfig(BaseModel):
+class ModelConfig(StrictModel):
     """Architecture of the autoencoder (part of every run's resolved config)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     kind: ModelKind = "mlp"
     hidden: list[int] = Field(default_factory=lambda: [128, 32])
@@ -37,9 +31,7 @@ class ModelConfig(BaseModel):
     dropout: float = 0.0
 
 
-class TrainConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class TrainConfig(StrictModel):
     epochs: int = Field(default=100, ge=1)
     batch_size: int = Field(default=256, ge=1)
     lr: float = Field(default=2e-3, gt=0)
@@ -56,7 +48,7 @@ class TrainConfig(BaseModel):
     either way."""
 
 
-class DataSource(_Strict):
+class DataSource(StrictModel):
     """A labelled data file, or synthetic events generated from a config."""
 
     path: Path | None = None
@@ -69,7 +61,7 @@ class DataSource(_Strict):
         return self
 
 
-class DataConfig(_Strict):
+class DataConfig(StrictModel):
     spec: str = "security_events"
     """A shipped spec name (auth, netflow, security_events, nsl_kdd) or a YAML path."""
     train: DataSource
@@ -79,16 +71,16 @@ class DataConfig(_Strict):
     val_fraction: float = Field(default=0.15, gt=0, lt=0.5)
 
 
-class CalibrationConfig(_Strict):
+class CalibrationConfig(StrictModel):
     target_fpr: float = Field(default=0.01, gt=0, lt=0.5)
 
 
-class EvaluationConfig(_Strict):
+class EvaluationConfig(StrictModel):
     baselines: bool = True
     """IsolationForest (and River HalfSpaceTrees when installed) on the same split."""
 
 
-class CentralizedConfig(_Strict):
+class CentralizedConfig(StrictModel):
     name: str = "centralized"
     seed: int = 0
     data: DataConfig

@@ -10,7 +10,14 @@ from pathlib import Path
 from typing import TypeVar
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+
+class StrictModel(BaseModel):
+    """The base of every config model: an unknown key is an error, not silently ignored (a typo
+    in a YAML file must fail loading with the key's name, never run with a default)."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 class ConfigError(ValueError):

@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
+
+from morpheus_ext.config_io import StrictModel
 
 TENSOR_WIDTH = 256
 SPECS_DIR = Path(__file__).parent / "specs"
@@ -30,7 +32,7 @@ class SpecError(ValueError):
     """A feature spec that cannot be loaded or resolved (message is user-facing)."""
 
 
-class _Strict(BaseModel):
+class _Strict(StrictModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 

@@ -40,7 +40,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.json as pa_json
 from numpy.typing import NDArray
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from morpheus_ext.config_io import StrictModel
 
 FloatArr = NDArray[np.float64]
 IntArr = NDArray[np.int64]
@@ -283,10 +285,8 @@ _N_EXTERNAL = 400
 
 
 # --- configuration ----------------------------------------------------------------------------
-class SyntheticConfig(BaseModel):
+class SyntheticConfig(StrictModel):
     """Knobs of the generator; validated up front so impossible requests fail with one line."""
-
-    model_config = ConfigDict(extra="forbid")
 
     n_events: int = Field(100_000, ge=1, le=50_000_000)
     auth_fraction: float = Field(0.6, ge=0.0, le=1.0)

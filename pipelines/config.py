@@ -8,21 +8,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from modelling.config import CentralizedConfig
-from morpheus_ext.config_io import ConfigError, dump_config, load_config
+from morpheus_ext.config_io import ConfigError, StrictModel, dump_config, load_config
 from morpheus_ext.fingerprint.config import FingerprintConfig
 from morpheus_ext.synthetic import SyntheticConfig
 
 __all__ = ["ConfigError", "dump_config", "load_config"]  # + the config models below
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class DemoConfig(_Strict):
+class DemoConfig(StrictModel):
     """The embedded default: synthetic events, train (or use the committed models), stream."""
 
     name: str = "demo"

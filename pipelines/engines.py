@@ -5,25 +5,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from morpheus_ext.config_io import StrictModel
 from morpheus_ext.feature_spec import FeatureSpec
 from morpheus_ext.inference.base import InferenceEngine
 from morpheus_ext.model_repository import DEFAULT_REPOSITORY, ENSEMBLE
 
 
-class TLSConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class TLSConfig(StrictModel):
     root_certificates: Path | None = None
     private_key: Path | None = None
     certificate_chain: Path | None = None
 
 
-class InferenceConfig(BaseModel):
+class InferenceConfig(StrictModel):
     """``engine: inprocess`` (ONNX Runtime, the default) or ``triton`` (a server at ``url``)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     engine: Literal["inprocess", "triton"] = "inprocess"
     repository: Path = DEFAULT_REPOSITORY

@@ -25,9 +25,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+from morpheus_ext.config_io import StrictModel
 from morpheus_ext.feature_spec import load_spec
 from morpheus_ext.featurizer import Featurizer
 from morpheus_ext.fingerprint import EntityBaselines, FingerprintConfig
@@ -66,10 +67,8 @@ def _test() -> SyntheticConfig:
     )
 
 
-class FingerprintEvalConfig(BaseModel):
+class FingerprintEvalConfig(StrictModel):
     """What :func:`run_eval` streams; the defaults are the published protocol."""
-
-    model_config = ConfigDict(extra="forbid")
 
     repository: Path = DEFAULT_REPOSITORY
     spec: str = "security_events"

@@ -18,9 +18,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from morpheus_ext.config_io import ConfigError, load_config
+from morpheus_ext.config_io import ConfigError, StrictModel, load_config
 from morpheus_ext.fingerprint.config import FingerprintConfig
 from morpheus_ext.stages.kafka import MANAGED_CONSUMER_KEYS, MANAGED_PRODUCER_KEYS
 from morpheus_ext.stages.preprocess import DEFAULT_MAX_EVENT_BYTES
@@ -28,10 +28,6 @@ from pipelines.engines import InferenceConfig
 
 ClientValue = str | int | float | bool
 _ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 def _expand_env(options: dict[str, ClientValue], where: str) -> dict[str, ClientValue]:
@@ -53,7 +49,7 @@ def _check_managed(options: dict[str, ClientValue], managed: dict[str, str], whe
             raise ValueError(f"{where}: '{key}' is managed by the pipeline ({managed[key]})")
 
 
-class KafkaSettings(_Strict):
+class KafkaSettings(StrictModel):
     bootstrap_servers: str = Field(min_length=1)
     topics: list[str] = Field(min_length=1)
     """Input topics carrying raw security events (JSON objects, one per message)."""
@@ -112,7 +108,7 @@ class KafkaSettings(_Strict):
         return {**self.common, **self.producer}
 
 
-class RetrySettings(_Strict):
+class RetrySettings(StrictModel):
     """Backoff while the inference backend fails: ``initial_s * 2**n`` capped at ``max_s``."""
 
     initial_s: float = Field(default=0.2, gt=0)
@@ -147,7 +143,7 @@ class StreamFingerprintConfig(FingerprintConfig):
         return Path(self.checkpoint_path.format(instance=self.instance_id, group=group_id))
 
 
-class PipelineConfig(_Strict):
+class PipelineConfig(StrictModel):
     name: str = "kafka-scoring"
     spec: str = "security_events"
     """Feature spec name or YAML path; must match the served model's spec hash."""

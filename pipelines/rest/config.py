@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
+from morpheus_ext.config_io import StrictModel
 from morpheus_ext.stages.preprocess import DEFAULT_MAX_EVENT_BYTES
 from pipelines.engines import InferenceConfig
 
@@ -28,11 +29,7 @@ class ApiConfigError(ValueError):
     """A config (or secret) the service cannot start with; the message is one line."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class AuthConfig(_Strict):
+class AuthConfig(StrictModel):
     """Bearer-token authentication of ``/v1/*`` (health, readiness and metrics stay open)."""
 
     enabled: bool = True
@@ -69,7 +66,7 @@ class AuthConfig(_Strict):
         return token
 
 
-class LimitsConfig(_Strict):
+class LimitsConfig(StrictModel):
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     """Larger request bodies are refused with 413 before they are read into memory."""
     max_events: int = Field(default=1000, ge=1, le=100_000)
@@ -80,7 +77,7 @@ class LimitsConfig(_Strict):
     """Beyond this many open requests uvicorn answers 503 at once (backpressure)."""
 
 
-class ServerTLSConfig(_Strict):
+class ServerTLSConfig(StrictModel):
     """HTTPS for the API itself (uvicorn); ``ca_certfile`` + ``require_client_cert``: mTLS."""
 
     certfile: Path
@@ -95,7 +92,7 @@ class ServerTLSConfig(_Strict):
         return self
 
 
-class ApiConfig(_Strict):
+class ApiConfig(StrictModel):
     name: str = "secureai-api"
     host: str = "127.0.0.1"
     """Listen address; loopback by default (containers set 0.0.0.0 explicitly)."""
