@@ -37,14 +37,17 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from report import machine_info  # noqa: E402
 
 from morpheus_ext.feature_spec import FeatureSpec, load_spec  # noqa: E402
-from morpheus_ext.featurizer import FeaturizedBatch, Featurizer  # noqa: E402
-from morpheus_ext.fingerprint import EntityBaselines, FingerprintConfig  # noqa: E402
-from morpheus_ext.inference.inprocess import InProcessEngine  # noqa: E402
-from morpheus_ext.records import build_score_records  # noqa: E402
-from morpheus_ext.stages.input import RawBatch, frame_source  # noqa: E402
-from morpheus_ext.stages.output import JsonlSink  # noqa: E402
-from morpheus_ext.synthetic import SyntheticConfig, generate  # noqa: E402
-from pipelines.runner import ScoringPipeline  # noqa: E402
+from morpheus_ext.pipeline import ScoringPipeline  # noqa: E402
+from morpheus_ext.stages.inference.inprocess import InProcessEngine  # noqa: E402
+from morpheus_ext.stages.input.sources import RawBatch, frame_source  # noqa: E402
+from morpheus_ext.stages.output.files import JsonlSink  # noqa: E402
+from morpheus_ext.stages.postprocess.fingerprint import (  # noqa: E402
+    EntityBaselines,
+    FingerprintConfig,
+)
+from morpheus_ext.stages.postprocess.records import build_score_records  # noqa: E402
+from morpheus_ext.stages.preprocess.featurizer import FeaturizedBatch, Featurizer  # noqa: E402
+from synthetic import SyntheticConfig, generate  # noqa: E402
 
 MARK_BEGIN = "<!-- bench_fingerprint:begin -->"
 MARK_END = "<!-- bench_fingerprint:end -->"

@@ -36,7 +36,7 @@ from federated.dp_training import train_dp_round
 from federated.privacy import SitePrivacyState, plan_noise
 from federated.runs import FLRunResult
 from federated.simulation import simulate
-from federated.sites import fit_public_inputs, load_federated_data
+from federated.site_split import fit_public_inputs, load_federated_data
 from modelling.config import TrainConfig
 from modelling.models import build_autoencoder
 from modelling.training import fit_autoencoder

@@ -22,12 +22,12 @@ import numpy as np
 from report import git_commit, machine_info, update_section
 
 from morpheus_ext.feature_spec import load_spec
-from morpheus_ext.featurizer import Featurizer
-from morpheus_ext.inference.inprocess import InProcessEngine
-from morpheus_ext.records import build_records
-from morpheus_ext.stages.input import frame_source
-from morpheus_ext.stages.preprocess import decode_batch
-from morpheus_ext.synthetic import SyntheticConfig, generate
+from morpheus_ext.stages.inference.inprocess import InProcessEngine
+from morpheus_ext.stages.input.sources import frame_source
+from morpheus_ext.stages.postprocess.records import build_records
+from morpheus_ext.stages.preprocess.decode import decode_batch
+from morpheus_ext.stages.preprocess.featurizer import Featurizer
+from synthetic import SyntheticConfig, generate
 
 ROOT = Path(__file__).resolve().parent.parent
 SECTION = "bench_inprocess"

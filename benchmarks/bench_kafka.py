@@ -51,10 +51,10 @@ sys.path.insert(0, str(ROOT / "scripts" / "triton"))
 
 import triton_harness
 
-from morpheus_ext.stages.input import frame_source
-from morpheus_ext.stages.kafka import ensure_topics
-from morpheus_ext.synthetic import SyntheticConfig, generate
+from morpheus_ext.stages.input.kafka_source import ensure_topics
+from morpheus_ext.stages.input.sources import frame_source
 from scripts.kafka.broker import KafkaBroker
+from synthetic import SyntheticConfig, generate
 
 SECTION = "bench_kafka"
 PARTITIONS = 4

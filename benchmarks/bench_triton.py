@@ -31,11 +31,11 @@ import triton_harness  # noqa: E402
 from report import git_commit, machine_info, update_section  # noqa: E402
 
 from morpheus_ext.feature_spec import load_spec  # noqa: E402
-from morpheus_ext.featurizer import Featurizer  # noqa: E402
-from morpheus_ext.inference.base import InferenceEngine  # noqa: E402
-from morpheus_ext.inference.inprocess import InProcessEngine  # noqa: E402
-from morpheus_ext.inference.triton import TritonEngine  # noqa: E402
-from morpheus_ext.synthetic import SyntheticConfig, generate  # noqa: E402
+from morpheus_ext.stages.inference.base import InferenceEngine  # noqa: E402
+from morpheus_ext.stages.inference.inprocess import InProcessEngine  # noqa: E402
+from morpheus_ext.stages.inference.triton import TritonEngine  # noqa: E402
+from morpheus_ext.stages.preprocess.featurizer import Featurizer  # noqa: E402
+from synthetic import SyntheticConfig, generate  # noqa: E402
 
 SECTION = "bench_triton"
 

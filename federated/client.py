@@ -8,7 +8,7 @@ the site's privacy ledger. The site's index comes from the SuperNode's node conf
 
 Three message types:
 
-* ``train``: simulated faults, then :meth:`federated.site.Site.train` (DP-SGD unless the run
+* ``train``: simulated faults, then :meth:`federated.site_round.Site.train` (DP-SGD unless the run
   switches DP off); a refused budget or a crash becomes an error reply the server counts.
 * ``evaluate``: validation loss of the global model on the site's validation rows.
 * ``query``: the site's privacy report for the run (epsilon, sigma, q, steps), asked once at
@@ -36,7 +36,7 @@ from federated.protocol import (
     load_run_config,
     normalizer_from_record,
 )
-from federated.site import Site, privacy_report
+from federated.site_round import Site, privacy_report
 from federated.stragglers import apply_faults
 
 app = ClientApp()

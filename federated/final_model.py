@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from federated.config import FLConfig
-from federated.sites import PublicInputs
+from federated.site_split import PublicInputs
 from modelling.calibration import Calibration, calibrate
 from modelling.centralized import MODEL_REPOSITORY, onnx_parity
 from modelling.checkpoint import CHECKPOINT_DIR, save_checkpoint

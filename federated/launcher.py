@@ -29,16 +29,17 @@ from types import TracebackType
 from typing import IO, Any
 
 from federated.certs import TLSFiles
+from morpheus_ext.errors import SecureAIError
 
 APP_DIR = Path(__file__).resolve().parent / "app"
 CONNECTION = "secureai"
 
 
-class FlowerError(RuntimeError):
+class FlowerError(SecureAIError, RuntimeError):
     """A Flower process or CLI call failed (message carries the relevant output)."""
 
 
-class FLRunFailed(RuntimeError):
+class FLRunFailed(SecureAIError, RuntimeError):
     """The federated run did not finish (message says where it stopped and why)."""
 
 

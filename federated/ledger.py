@@ -28,8 +28,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from morpheus_ext.errors import SecureAIError
 
-class PrivacyBudgetExceeded(RuntimeError):
+
+class PrivacyBudgetExceeded(SecureAIError, RuntimeError):
     """The site's lifetime privacy budget does not allow another round."""
 
 

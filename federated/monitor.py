@@ -23,7 +23,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
-from federated.metrics import FLMetrics
+from federated.prometheus_metrics import FLMetrics
 
 ROUNDS_FILE = "rounds.jsonl"
 METRICS_FILE = "metrics.prom"

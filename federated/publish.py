@@ -23,13 +23,12 @@ Rollback pins an earlier version (``version_policy: specific``) the same way.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,8 +47,8 @@ from modelling.checkpoint import Checkpoint, normalizer_from_encoder
 from modelling.export import export_scored_autoencoder
 from modelling.models import ScoredAutoencoder
 from morpheus_ext.config_io import StrictModel
+from morpheus_ext.errors import SecureAIError
 from morpheus_ext.feature_spec import FeatureSpec
-from morpheus_ext.featurizer import Featurizer
 from morpheus_ext.model_repository import (
     AE_OUTPUTS,
     AUTOENCODER,
@@ -59,17 +58,19 @@ from morpheus_ext.model_repository import (
     MANIFEST,
     NORMALIZED,
     ModelRepository,
+    pinned_version,
+    served_version,
     sha256_file,
 )
-from morpheus_ext.repository_writer import write_manifest
+from morpheus_ext.repository_writer import repository_lock, set_version_policy, write_manifest
+from morpheus_ext.stages.preprocess.featurizer import Featurizer
 
 log = logging.getLogger(__name__)
 PAUSE_ENV = "SECUREAI_PUBLISH_PAUSE_AT"
 """Test hook: a stage name at which the publisher stops and waits (to be killed by the test)."""
-_LATEST_POLICY = "version_policy: { latest: { num_versions: 1 } }"
 
 
-class PublishRefused(RuntimeError):
+class PublishRefused(SecureAIError, RuntimeError):
     """The candidate failed validation or the promotion gate (message has the numbers)."""
 
 
@@ -91,46 +92,6 @@ class PublishResult:
 
 
 # --------------------------------------------------------------------------- repository state
-def served_version(repository: Path) -> int:
-    """The version Triton serves: the pinned one after a rollback, else the latest."""
-    config = (repository / AUTOENCODER / "config.pbtxt").read_text()
-    pinned = _pinned(config)
-    return pinned if pinned is not None else ModelRepository(repository).latest(AUTOENCODER)
-
-
-def _pinned(config: str) -> int | None:
-    marker = "specific: { versions: ["
-    if marker not in config:
-        return None
-    return int(config.split(marker, 1)[1].split("]", 1)[0])
-
-
-def _write_policy(repository: Path, version: int | None) -> None:
-    """Pin ``version`` (rollback) or go back to "latest"; atomic rewrite of config.pbtxt."""
-    path = repository / AUTOENCODER / "config.pbtxt"
-    lines = [ln for ln in path.read_text().splitlines() if not ln.startswith("version_policy")]
-    policy = (
-        _LATEST_POLICY
-        if version is None
-        else (f"version_policy: {{ specific: {{ versions: [{version}] }} }}")
-    )
-    lines.insert(2, policy)
-    tmp = path.with_name(".config.pbtxt.tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, path)
-
-
-@contextlib.contextmanager
-def _lock(repository: Path) -> Iterator[None]:
-    """One publisher at a time per repository."""
-    with (repository / ".publish.lock").open("w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def _pause_point(stage: str) -> None:
     if os.environ.get(PAUSE_ENV) == stage:
         print(f"publish paused at {stage}", flush=True)
@@ -330,7 +291,7 @@ def publish(
     model = checkpoint.build(spec.tensor_width)
     calib = calibrate(model, x_val, spec.layout, config.target_fpr)
 
-    with _lock(repository):
+    with repository_lock(repository):
         for stale in (repository / AUTOENCODER).glob(".staging-*"):
             shutil.rmtree(stale, ignore_errors=True)  # a publisher killed midway (we hold the lock)
         problems = verify(repository)
@@ -394,8 +355,8 @@ def publish(
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-        if _pinned((repository / AUTOENCODER / "config.pbtxt").read_text()) is not None:
-            _write_policy(repository, None)
+        if pinned_version((repository / AUTOENCODER / "config.pbtxt").read_text()) is not None:
+            set_version_policy(repository, None)
         _pause_point("renamed")
         manifest = json.loads((final / MANIFEST).read_text())
         if triton is not None:
@@ -420,8 +381,8 @@ def rollback(
         version = older[-1]
     if version not in versions:
         raise PublishRefused(f"{AUTOENCODER} has no version {version} (have {versions})")
-    with _lock(repository):
-        _write_policy(repository, version)
+    with repository_lock(repository):
+        set_version_policy(repository, version)
     if triton is not None:
         triton.apply()
         triton.confirm(version)
@@ -467,33 +428,3 @@ def verify(repository: Path) -> list[str]:
                 if model == AUTOENCODER and meta.get("model_version") != str(v):
                     problems.append(f"{model}/{v}: embedded version {meta.get('model_version')}")
     return problems
-
-
-def list_versions(repository: Path) -> list[dict[str, Any]]:
-    repo = ModelRepository(repository)
-    served = served_version(repository)
-    rows = []
-    for v in repo.versions(AUTOENCODER):
-        m = repo.manifest(AUTOENCODER, v)
-        rows.append(
-            {
-                "version": v,
-                "served": v == served,
-                "created_at": m.get("created_at"),
-                "parent": m.get("parent_version"),
-                "run_id": m.get("run_id"),
-                "rounds": m.get("rounds"),
-                "epsilon": _epsilon(m),
-                "threshold": m.get("calibration", {}).get("threshold"),
-                "gate": m.get("gate"),
-            }
-        )
-    return rows
-
-
-def _epsilon(manifest: dict[str, Any]) -> float | None:
-    dp = manifest.get("dp") or {}
-    eps = dp.get("epsilon_spent") if isinstance(dp, dict) else None
-    if isinstance(eps, dict):
-        return max(eps.values()) if eps else None
-    return eps if isinstance(eps, int | float) else None

@@ -22,7 +22,7 @@ from federated.config import FLConfig
 from federated.launcher import FLRunFailed
 from federated.monitor import ROUNDS_FILE
 from federated.server import RESULT_FILE
-from federated.sites import load_federated_data
+from federated.site_split import load_federated_data
 from federated.warm_start import load_initial_model, resolve_version
 from modelling.centralized import MODEL_REPOSITORY
 from modelling.config import DataConfig, DataSource
@@ -114,10 +114,10 @@ def evaluate_on_test(
     if data.test is None:
         return None
     from modelling.centralized import load_source
-    from modelling.evaluate import evaluate, score_frame
+    from modelling.evaluation.evaluate import evaluate, score_frame
     from morpheus_ext.feature_spec import load_spec
-    from morpheus_ext.featurizer import Featurizer
-    from morpheus_ext.inference.inprocess import InProcessEngine
+    from morpheus_ext.stages.inference.inprocess import InProcessEngine
+    from morpheus_ext.stages.preprocess.featurizer import Featurizer
 
     spec = load_spec(data.spec)
     engine = InProcessEngine(run_dir / MODEL_REPOSITORY, spec.spec_hash)

@@ -31,9 +31,9 @@ from flwr.serverapp import Grid, ServerApp
 
 from federated.config import FLConfig
 from federated.final_model import export_global_model
-from federated.metrics import FLMetrics
 from federated.monitor import MonitoredStrategy, RoundMonitor, public_evaluation, summarize
 from federated.privacy import ACCOUNTANT
+from federated.prometheus_metrics import FLMetrics
 from federated.protocol import (
     CONFIG,
     FL_RUN_ID,
@@ -43,7 +43,7 @@ from federated.protocol import (
     normalizer_to_record,
 )
 from federated.sampling import SiteOrderedGrid
-from federated.sites import fit_public_inputs
+from federated.site_split import fit_public_inputs
 from federated.strategy import build_strategy
 from federated.warm_start import load_initial_model
 from modelling.models import build_autoencoder

@@ -32,6 +32,7 @@ from federated.config import InitialModelConfig
 from modelling.checkpoint import normalizer_from_encoder
 from modelling.config import ModelConfig
 from modelling.models import build_autoencoder
+from morpheus_ext.errors import SecureAIError
 from morpheus_ext.feature_spec import FeatureSpec
 from morpheus_ext.model_repository import (
     AUTOENCODER,
@@ -46,7 +47,7 @@ PREFIX = "autoencoder."
 """Initializer names of the autoencoder inside the exported ``ScoredAutoencoder``."""
 
 
-class WarmStartError(ValueError):
+class WarmStartError(SecureAIError, ValueError):
     """The served version cannot start this run (message: one line, what differs)."""
 
 
@@ -64,7 +65,7 @@ class InitialModel:
 
 def _served(repository: Path) -> int:
     # Lazy: federated.publish pulls in onnxruntime/sklearn, not needed to resolve "latest"/N.
-    from federated.publish import served_version
+    from morpheus_ext.model_repository import served_version
 
     return served_version(repository)
 

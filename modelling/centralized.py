@@ -26,12 +26,12 @@ from modelling.rundir import environment, new_run_dir, write_json
 from modelling.training import EpochRecord, fit_autoencoder, seed_everything
 from morpheus_ext.config_io import dump_config
 from morpheus_ext.feature_spec import FeatureSpec, load_spec
-from morpheus_ext.featurizer import Featurizer
-from morpheus_ext.inference.inprocess import InProcessEngine
 from morpheus_ext.io import file_sha256, read_frame
 from morpheus_ext.normalizer import Normalizer
 from morpheus_ext.repository_writer import write_repository
-from morpheus_ext.synthetic import generate
+from morpheus_ext.stages.inference.inprocess import InProcessEngine
+from morpheus_ext.stages.preprocess.featurizer import Featurizer
+from synthetic import generate
 
 log = logging.getLogger(__name__)
 MODEL_REPOSITORY = "model_repository"

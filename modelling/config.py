@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from morpheus_ext.config_io import StrictModel
-from morpheus_ext.synthetic import SyntheticConfig
+from synthetic import SyntheticConfig
 
 ModelKind = Literal["mlp", "cnn"]
 

@@ -12,6 +12,8 @@ from typing import TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from morpheus_ext.errors import SecureAIError
+
 
 class StrictModel(BaseModel):
     """The base of every config model: an unknown key is an error, not silently ignored (a typo
@@ -20,7 +22,7 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class ConfigError(ValueError):
+class ConfigError(SecureAIError, ValueError):
     """A config that cannot be loaded (message is one user-facing line)."""
 
 

@@ -21,6 +21,7 @@ import yaml
 from pydantic import ConfigDict, Field, field_validator
 
 from morpheus_ext.config_io import StrictModel
+from morpheus_ext.errors import SecureAIError
 
 TENSOR_WIDTH = 256
 SPECS_DIR = Path(__file__).parent / "specs"
@@ -28,7 +29,7 @@ TIME_FEATURE_DIMS: dict[str, int] = {"hour": 2, "weekday": 2}
 """Time features are cyclic (sin, cos) so 23:00 and 01:00 are close."""
 
 
-class SpecError(ValueError):
+class SpecError(SecureAIError, ValueError):
     """A feature spec that cannot be loaded or resolved (message is user-facing)."""
 
 

@@ -1,6 +1,7 @@
 """Reading whole labelled files (training, evaluation) as DataFrames, by extension.
 
-Streaming input goes through ``morpheus_ext.stages.input`` instead; this is for files a model
+Streaming input goes through ``morpheus_ext.stages.input.sources`` instead; this is for files a
+model
 engineer points a config at: CSV (headerless when the spec lists ``columns``), Parquet, JSONL.
 """
 
@@ -11,12 +12,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from morpheus_ext.errors import SecureAIError
 from morpheus_ext.feature_spec import FeatureSpec
 
 SUPPORTED = (".csv", ".txt", ".parquet", ".jsonl", ".json")
 
 
-class DataError(ValueError):
+class DataError(SecureAIError, ValueError):
     """A data file that cannot be read (message is user-facing)."""
 
 

@@ -1,7 +1,16 @@
 """The Triton model repository as data: names, tensor names, versions, manifests, spec checks.
 
-Read-only helpers shared by the in-process engine, the Triton stage and the CLI. Writing versions
-is the trainer's/publisher's job (``federated``); this module never imports torch.
+The one place that *reads* a repository: the in-process engine, the Triton stage, the CLI
+(``secureai model list``), the REST catalogue (``GET /v1/models``) and the publisher all ask
+here which versions exist and which one is served, so they cannot disagree. Writing (configs,
+versions, the version policy, the lock) is :mod:`morpheus_ext.repository_writer`; the
+promotion gate is ``federated/publish.py``. Never imports torch.
+
+>>> repo = ModelRepository(DEFAULT_REPOSITORY)
+>>> repo.versions(AUTOENCODER)[:1], served_version(DEFAULT_REPOSITORY) >= 1
+([1], True)
+>>> pinned_version("version_policy:{ specific :{ versions: [ 3 ] } }")
+3
 """
 
 from __future__ import annotations
@@ -12,6 +21,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from morpheus_ext.errors import SecureAIError
 
 ENSEMBLE = "dfp_ensemble"
 ENCODER = "dfp_encoder"
@@ -26,7 +37,7 @@ MANIFEST = "manifest.json"
 DEFAULT_REPOSITORY = Path(__file__).resolve().parent.parent / "triton_model_repository"
 
 
-class ModelRepositoryError(RuntimeError):
+class ModelRepositoryError(SecureAIError, RuntimeError):
     """A repository that cannot serve (missing version, spec mismatch); message is user-facing."""
 
 
@@ -72,6 +83,61 @@ class ModelRepository:
         text = (self.root / model / "config.pbtxt").read_text()
         pattern = r'key:\s*"([^"]+)"\s*value\s*{\s*string_value:\s*"([^"]*)"'
         return dict(re.findall(pattern, text))
+
+
+_PINNED = re.compile(r"version_policy\s*:\s*{\s*specific\s*:\s*{\s*versions\s*:\s*\[\s*(\d+)")
+
+
+def pinned_version(config_text: str) -> int | None:
+    """The version ``version_policy: { specific: ... }`` pins (a rollback); any whitespace."""
+    m = _PINNED.search(config_text)
+    return int(m.group(1)) if m else None
+
+
+def served_version(repository: Path | str, model: str = AUTOENCODER) -> int:
+    """The version Triton serves: the one a rollback pinned (``specific``), else the latest."""
+    config = Path(repository) / model / "config.pbtxt"
+    if not config.is_file():
+        raise ModelRepositoryError(f"no {model}/config.pbtxt in {repository}")
+    pinned = pinned_version(config.read_text())
+    return pinned if pinned is not None else ModelRepository(repository).latest(model)
+
+
+def _epsilon(manifest: dict[str, Any]) -> float | None:
+    dp = manifest.get("dp") or {}
+    eps = dp.get("epsilon_spent") if isinstance(dp, dict) else None
+    if isinstance(eps, dict):
+        values = [v for v in eps.values() if isinstance(v, int | float)]
+        return float(max(values)) if values else None
+    return float(eps) if isinstance(eps, int | float) else None
+
+
+def list_versions(repository: Path | str) -> list[dict[str, Any]]:
+    """One row per ``dfp_autoencoder`` version, oldest first, with its full manifest
+    (``secureai model list`` and ``GET /v1/models``)."""
+    repo = ModelRepository(repository)
+    served = served_version(repository)
+    rows = []
+    for v in repo.versions(AUTOENCODER):
+        m = repo.manifest(AUTOENCODER, v)
+        calibration = m.get("calibration")
+        rows.append(
+            {
+                "version": v,
+                "served": v == served,
+                "created_at": m.get("created_at"),
+                "parent": m.get("parent_version"),
+                "run_id": m.get("run_id"),
+                "rounds": m.get("rounds"),
+                "epsilon": _epsilon(m),
+                "threshold": calibration.get("threshold")
+                if isinstance(calibration, dict)
+                else None,
+                "gate": m.get("gate"),
+                "manifest": m,
+            }
+        )
+    return rows
 
 
 def check_spec_hash(expected: str, found: str | None, where: str) -> None:

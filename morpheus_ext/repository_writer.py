@@ -2,15 +2,19 @@
 
 ``dfp_encoder`` and ``dfp_autoencoder`` are ONNX models served by the native
 ``onnxruntime_onnx`` platform with dynamic batching (the NGC Triton image); ``anomaly_postproc``
-is a python-backend model whose ``model.py`` wraps :func:`morpheus_ext.postproc.postprocess`;
+is a python-backend model (``morpheus_ext/stages/postprocess/triton_postproc.py``);
 ``dfp_ensemble`` chains them. CPU-only machines serve a variant derived mechanically from this
 layout (``scripts/triton/cpu_repository.py``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +29,23 @@ from morpheus_ext.model_repository import (
     POSTPROC,
     sha256_file,
 )
-from morpheus_ext.postproc import DEFAULT_TOP_K
+from morpheus_ext.stages.postprocess.postproc import DEFAULT_TOP_K
 from morpheus_ext.triton_limits import MAX_BATCH
 
-POSTPROC_MODEL_PY = Path(__file__).parent / "triton_templates" / "anomaly_postproc_model.py"
+POSTPROC_MODEL_SOURCE = '''"""Triton entry point of anomaly_postproc (from the repository writer).
+
+The model is morpheus_ext/stages/postprocess/triton_postproc.py (one home, shared code).
+"""
+
+from morpheus_ext.stages.postprocess.triton_postproc import TritonPythonModel
+
+__all__ = ["TritonPythonModel"]
+'''
+"""The whole ``model.py`` of every ``anomaly_postproc`` version: a re-export, no logic."""
+
+
+LATEST_POLICY = "version_policy: { latest: { num_versions: 1 } }"
+"""Serve the newest version (the default; a rollback pins one instead)."""
 
 
 def _params(params: dict[str, str]) -> str:
@@ -71,7 +88,8 @@ def render_configs(spec: FeatureSpec, top_k: int = DEFAULT_TOP_K) -> dict[str, s
     autoencoder = (
         f'name: "{AUTOENCODER}"\n'
         + onnx_head
-        + "version_policy: { latest: { num_versions: 1 } }\n"
+        + LATEST_POLICY
+        + "\n"
         + _io("input", NORMALIZED, "TYPE_FP32", [width])
         + ae_out
         + batching
@@ -170,7 +188,7 @@ def write_repository(
     payloads: dict[str, dict[str, Path | str]] = {
         ENCODER: {"model.onnx": encoder_onnx},
         AUTOENCODER: {"model.onnx": autoencoder_onnx},
-        POSTPROC: {"model.py": POSTPROC_MODEL_PY},
+        POSTPROC: {"model.py": POSTPROC_MODEL_SOURCE},
         ENSEMBLE: {".keep": "ensemble versions hold no files; Triton needs the folder\n"},
     }
     for model, files in payloads.items():
@@ -189,3 +207,32 @@ def write_repository(
             shutil.rmtree(final)
         staging.rename(final)
     return root
+
+
+def set_version_policy(repository: Path, version: int | None) -> None:
+    """Pin ``version`` (rollback) or go back to "latest"; atomic rewrite of config.pbtxt.
+
+    Read back by :func:`morpheus_ext.model_repository.served_version`.
+    """
+    path = repository / AUTOENCODER / "config.pbtxt"
+    lines = [ln for ln in path.read_text().splitlines() if not ln.startswith("version_policy")]
+    policy = (
+        LATEST_POLICY
+        if version is None
+        else f"version_policy: {{ specific: {{ versions: [{version}] }} }}"
+    )
+    lines.insert(2, policy)
+    tmp = path.with_name(".config.pbtxt.tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def repository_lock(repository: Path) -> Iterator[None]:
+    """One writer (publish, rollback, prune) at a time per repository."""
+    with (repository / ".publish.lock").open("w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

@@ -3,43 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import logging
-import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-EXIT_USAGE = 2
-EXIT_FAILURE = 1
-
-
-class CLIError(Exception):
-    """Raised for conditions the user can fix; printed as one line."""
-
-
-def _expected_errors() -> tuple[type[BaseException], ...]:
-    """Error classes printed as one line. Imported one by one: the lean serving image has no
-    training stack (torch), and a missing module must not turn an error line into a traceback."""
-    import importlib
-
-    errors: list[type[BaseException]] = [CLIError, FileNotFoundError, PermissionError]
-    for module, name in (
-        ("morpheus_ext.inference.triton", "TritonEngineError"),
-        ("federated.publish", "PublishRefused"),
-        ("morpheus_ext.config_io", "ConfigError"),
-        ("morpheus_ext.feature_spec", "SpecError"),
-        ("morpheus_ext.io", "DataError"),
-        ("morpheus_ext.model_repository", "ModelRepositoryError"),
-        ("morpheus_ext.fingerprint.baselines", "CheckpointError"),
-        ("federated.launcher", "FlowerError"),
-        ("federated.launcher", "FLRunFailed"),
-        ("federated.ledger", "PrivacyBudgetExceeded"),
-    ):
-        try:
-            errors.append(getattr(importlib.import_module(module), name))
-        except ImportError:
-            continue
-    return tuple(errors)
+from pipelines.cli_base import CLIError, run_cli
 
 
 # --------------------------------------------------------------------------- commands
@@ -69,7 +37,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from modelling.centralized import load_source, train_centralized
     from modelling.config import CentralizedConfig
-    from modelling.evaluate import evaluate, score_frame
+    from modelling.evaluation.evaluate import evaluate, score_frame
     from morpheus_ext.config_io import load_config
     from morpheus_ext.repository_writer import write_repository
 
@@ -82,8 +50,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"{result.metrics['onnx_parity_max_abs_diff']:.2e}"
     )
     if config.data.test is not None:
-        from morpheus_ext.featurizer import Featurizer
-        from morpheus_ext.inference.inprocess import InProcessEngine
+        from morpheus_ext.stages.inference.inprocess import InProcessEngine
+        from morpheus_ext.stages.preprocess.featurizer import Featurizer
 
         featurizer = Featurizer(result.spec)
         engine = InProcessEngine(result.repository, result.spec.spec_hash)
@@ -139,12 +107,12 @@ def _print_metrics(m: dict[str, object]) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from modelling.centralized import MODEL_REPOSITORY, load_source
     from modelling.config import CentralizedConfig
-    from modelling.evaluate import evaluate, score_frame
+    from modelling.evaluation.evaluate import evaluate, score_frame
     from morpheus_ext.config_io import load_config
     from morpheus_ext.feature_spec import load_spec
-    from morpheus_ext.featurizer import Featurizer
-    from morpheus_ext.inference.inprocess import InProcessEngine
     from morpheus_ext.io import read_frame
+    from morpheus_ext.stages.inference.inprocess import InProcessEngine
+    from morpheus_ext.stages.preprocess.featurizer import Featurizer
 
     train_normalized = None
     if args.run_dir:
@@ -199,11 +167,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_score(args: argparse.Namespace) -> int:
     from morpheus_ext.feature_spec import load_spec
-    from morpheus_ext.featurizer import Featurizer
-    from morpheus_ext.stages.input import jsonl_file_source
-    from morpheus_ext.stages.output import JsonlSink
+    from morpheus_ext.pipeline import ScoringPipeline, run_batches
+    from morpheus_ext.stages.input.sources import jsonl_file_source
+    from morpheus_ext.stages.output.files import JsonlSink
+    from morpheus_ext.stages.preprocess.featurizer import Featurizer
     from pipelines.engines import InferenceConfig, build_engine
-    from pipelines.runner import ScoringPipeline, run_batches
 
     spec = load_spec(args.spec)
     if not Path(args.events).is_file():
@@ -238,7 +206,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from morpheus_ext.synthetic import SyntheticConfig, generate, write_events
+    from synthetic import SyntheticConfig, generate, write_events
 
     config = SyntheticConfig(
         n_events=args.events,
@@ -343,31 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.debug else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    func: Callable[[argparse.Namespace], int] = args.func
-    try:
-        return func(args)
-    except KeyboardInterrupt:
-        print("secureai: interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:
-        if args.debug or os.environ.get("SECUREAI_DEBUG"):
-            raise
-        expected = isinstance(exc, _expected_errors())
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if expected:
-            print(f"secureai: error: {msg}", file=sys.stderr)
-            return EXIT_USAGE
-        print(
-            f"secureai: internal error: {type(exc).__name__}: {msg} (rerun with --debug)",
-            file=sys.stderr,
-        )
-        return EXIT_FAILURE
+    return run_cli(build_parser(), argv)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 :func:`register` adds them to the ``secureai`` parser (pipelines/cli.py); ``python -m
 pipelines.cli_kafka`` runs them on their own. Errors are one line (``secureai: error: ...``).
 
-* ``run --config configs/pipeline.yml`` — the streaming pipeline (pipelines/kafka_runner.py);
+* ``run --config configs/pipeline.yml`` — the streaming pipeline (pipelines/kafka.py);
   SIGTERM/Ctrl-C drains and commits, a second signal stops at once.
 * ``produce --topic T [--events N | --file F.jsonl] [--rate R]`` — stream synthetic or file
   events into a topic at a target rate, with a progress bar.
@@ -19,13 +19,13 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from pipelines.cli import CLIError
+from pipelines.cli_base import CLIError, run_cli, standalone_parser
 from pipelines.top_alerts import TopAlerts
 
 DEFAULT_CONFIG = "configs/pipeline.yml"
@@ -35,9 +35,9 @@ DEFAULT_CONFIG = "configs/pipeline.yml"
 def cmd_run(args: argparse.Namespace) -> int:
     from confluent_kafka import KafkaException
 
-    from morpheus_ext.fingerprint import CheckpointError
-    from pipelines.kafka_config import load_pipeline_config
-    from pipelines.kafka_runner import KafkaPipelineError, run_pipeline
+    from morpheus_ext.stages.postprocess.fingerprint import CheckpointError
+    from pipelines.kafka import KafkaPipelineError, run_pipeline
+    from pipelines.kafka.config import load_pipeline_config
 
     config = load_pipeline_config(args.config)
     updates: dict[str, Any] = {}
@@ -104,7 +104,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except KafkaException as exc:
         raise CLIError(f"Kafka: {exc.args[0].str() if exc.args else exc}") from None
     except Exception as exc:
-        from morpheus_ext.inference.triton import TritonEngineError
+        from morpheus_ext.stages.inference.triton import TritonEngineError
 
         if isinstance(exc, TritonEngineError):
             raise CLIError(str(exc)) from None
@@ -116,8 +116,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- produce
 def _synthetic_values(args: argparse.Namespace) -> Iterator[tuple[bytes | None, bytes]]:
-    from morpheus_ext.stages.input import frame_source
-    from morpheus_ext.synthetic import SyntheticConfig, generate
+    from morpheus_ext.stages.input.sources import frame_source
+    from synthetic import SyntheticConfig, generate
 
     frame = generate(
         SyntheticConfig(n_events=args.events, anomaly_rate=args.anomaly_rate, seed=args.seed)
@@ -163,7 +163,8 @@ def cmd_produce(args: argparse.Namespace) -> int:
     from confluent_kafka import KafkaException, Producer
     from tqdm import tqdm
 
-    from morpheus_ext.stages.kafka import ensure_topics, producer_config
+    from morpheus_ext.stages.input.kafka_source import ensure_topics
+    from morpheus_ext.stages.output.kafka_sink import producer_config
 
     bootstrap, options = _connection(args)
     if args.file:
@@ -224,7 +225,7 @@ def _connection(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     options: dict[str, Any] = {}
     bootstrap = args.bootstrap_servers
     if args.config and Path(args.config).is_file():
-        from pipelines.kafka_config import load_pipeline_config
+        from pipelines.kafka.config import load_pipeline_config
 
         config = load_pipeline_config(args.config)
         options = dict(config.kafka.common)
@@ -362,17 +363,7 @@ def _connection_args(p: argparse.ArgumentParser) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Standalone entry (``python -m pipelines.cli_kafka``), with secureai's error handling."""
-    from pipelines import cli
-
-    parser = argparse.ArgumentParser(prog="secureai")
-    parser.add_argument("--debug", action="store_true")
-    register(parser.add_subparsers(dest="command", required=True))
-    original: Callable[[], argparse.ArgumentParser] = cli.build_parser
-    cli.build_parser = lambda: parser
-    try:
-        return cli.main(argv)
-    finally:
-        cli.build_parser = original
+    return run_cli(standalone_parser(register), argv)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ def _triton(args: argparse.Namespace) -> Any:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from federated.publish import list_versions
+    from morpheus_ext.model_repository import list_versions
 
     rows = list_versions(Path(args.repository))
     head = f"{'ver':>4} {'served':6} {'created':25} {'parent':>6} {'epsilon':>8} {'threshold':>10}"

@@ -12,10 +12,10 @@ import argparse
 import logging
 import ssl
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from pipelines.cli import EXIT_USAGE
+from pipelines.cli_base import EXIT_USAGE, run_cli, standalone_parser
 
 DEFAULT_CONFIG = "configs/api.yml"
 
@@ -97,17 +97,7 @@ def register(sub: Any) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Standalone entry (``python -m pipelines.cli_serve``), with secureai's error handling."""
-    from pipelines import cli
-
-    parser = argparse.ArgumentParser(prog="secureai")
-    parser.add_argument("--debug", action="store_true")
-    register(parser.add_subparsers(dest="command", required=True))
-    original: Callable[[], argparse.ArgumentParser] = cli.build_parser
-    cli.build_parser = lambda: parser
-    try:
-        return cli.main(argv)
-    finally:
-        cli.build_parser = original
+    return run_cli(standalone_parser(register), argv)
 
 
 if __name__ == "__main__":

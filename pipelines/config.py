@@ -12,8 +12,8 @@ from pydantic import Field
 
 from modelling.config import CentralizedConfig
 from morpheus_ext.config_io import ConfigError, StrictModel, dump_config, load_config
-from morpheus_ext.fingerprint.config import FingerprintConfig
-from morpheus_ext.synthetic import SyntheticConfig
+from morpheus_ext.stages.postprocess.fingerprint.config import FingerprintConfig
+from synthetic import SyntheticConfig
 
 __all__ = ["ConfigError", "dump_config", "load_config"]  # + the config models below
 

@@ -17,20 +17,20 @@ import numpy as np
 import pandas as pd
 
 from modelling.centralized import train_centralized
-from modelling.evaluate import ScoredFrame, evaluate
 from modelling.evaluation import compute_metrics
+from modelling.evaluation.evaluate import ScoredFrame, evaluate
 from modelling.rundir import new_run_dir, write_json
 from morpheus_ext.config_io import dump_config
 from morpheus_ext.feature_spec import load_spec
-from morpheus_ext.featurizer import Featurizer
-from morpheus_ext.fingerprint import EntityBaselines, FingerprintConfig
-from morpheus_ext.inference.inprocess import InProcessEngine
-from morpheus_ext.stages.input import jsonl_file_source
-from morpheus_ext.stages.output import JsonlSink
-from morpheus_ext.synthetic import generate, write_events
+from morpheus_ext.pipeline import BatchResult, ScoringPipeline, run_batches
+from morpheus_ext.stages.inference.inprocess import InProcessEngine
+from morpheus_ext.stages.input.sources import jsonl_file_source
+from morpheus_ext.stages.output.files import JsonlSink
+from morpheus_ext.stages.postprocess.fingerprint import EntityBaselines, FingerprintConfig
+from morpheus_ext.stages.preprocess.featurizer import Featurizer
 from pipelines.config import DemoConfig
-from pipelines.runner import BatchResult, ScoringPipeline, run_batches
 from pipelines.top_alerts import TopAlerts
+from synthetic import generate, write_events
 
 log = logging.getLogger(__name__)
 

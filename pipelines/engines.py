@@ -9,8 +9,8 @@ from pydantic import Field
 
 from morpheus_ext.config_io import StrictModel
 from morpheus_ext.feature_spec import FeatureSpec
-from morpheus_ext.inference.base import InferenceEngine
 from morpheus_ext.model_repository import DEFAULT_REPOSITORY, ENSEMBLE
+from morpheus_ext.stages.inference.base import InferenceEngine
 
 
 class TLSConfig(StrictModel):
@@ -49,10 +49,10 @@ def _read(path: Path | None) -> str | None:
 def build_engine(config: InferenceConfig, spec: FeatureSpec) -> InferenceEngine:
     """The engine the config names, checked against the spec (raises a one-line error)."""
     if config.engine == "inprocess":
-        from morpheus_ext.inference.inprocess import InProcessEngine
+        from morpheus_ext.stages.inference.inprocess import InProcessEngine
 
         return InProcessEngine(config.repository, spec.spec_hash, threads=config.threads)
-    from morpheus_ext.inference.triton import RetryPolicy, TLSOptions, TritonEngine
+    from morpheus_ext.stages.inference.triton import RetryPolicy, TLSOptions, TritonEngine
 
     tls = None
     if config.tls is not None:

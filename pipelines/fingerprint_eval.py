@@ -30,12 +30,12 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from morpheus_ext.config_io import StrictModel
 from morpheus_ext.feature_spec import load_spec
-from morpheus_ext.featurizer import Featurizer
-from morpheus_ext.fingerprint import EntityBaselines, FingerprintConfig
-from morpheus_ext.inference.inprocess import InProcessEngine
 from morpheus_ext.model_repository import DEFAULT_REPOSITORY
-from morpheus_ext.records import build_records
-from morpheus_ext.synthetic import SyntheticConfig, generate
+from morpheus_ext.stages.inference.inprocess import InProcessEngine
+from morpheus_ext.stages.postprocess.fingerprint import EntityBaselines, FingerprintConfig
+from morpheus_ext.stages.postprocess.records import build_records
+from morpheus_ext.stages.preprocess.featurizer import Featurizer
+from synthetic import SyntheticConfig, generate
 
 MARK_BEGIN = "<!-- eval_fingerprint:begin -->"
 MARK_END = "<!-- eval_fingerprint:end -->"
@@ -48,7 +48,7 @@ INJECTED_FIELD: dict[str, str] = {
     "port_scan": "dst_port",
     "brute_force": "result",
 }
-"""The field each entity-relative anomaly kind makes new for its entity (morpheus_ext.synthetic)."""
+"""The field each entity-relative anomaly kind makes new for its entity (synthetic)."""
 
 
 def _history() -> SyntheticConfig:

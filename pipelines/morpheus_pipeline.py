@@ -9,7 +9,8 @@ Stages, in the folder order of Morpheus' own tree::
       -> WriteToKafkaStage (morpheus)              output/      one JSON message per record
 
 Our two stages are thin wrappers around the same functions the Kafka runner calls
-(:class:`morpheus_ext.featurizer.Featurizer` and :func:`morpheus_ext.records.build_records`),
+(:class:`morpheus_ext.stages.preprocess.featurizer.Featurizer` and
+:func:`morpheus_ext.stages.postprocess.records.build_records`),
 so the records are identical. Morpheus only installs from conda or the NGC container; without it
 :func:`run_morpheus` raises :class:`MorpheusUnavailable` with one line saying how to get it.
 
@@ -24,7 +25,8 @@ from __future__ import annotations
 import importlib.util
 from typing import Any
 
-from pipelines.kafka_config import PipelineConfig
+from morpheus_ext.errors import SecureAIError
+from pipelines.kafka.config import PipelineConfig
 
 INSTALL_HINT = (
     "the morpheus engine needs NVIDIA Morpheus, which installs only with conda "
@@ -33,7 +35,7 @@ INSTALL_HINT = (
 )
 
 
-class MorpheusUnavailable(RuntimeError):
+class MorpheusUnavailable(SecureAIError, RuntimeError):
     """``morpheus`` is not importable (message: one line on how to get it)."""
 
 
@@ -56,10 +58,10 @@ def build_morpheus_pipeline(config: PipelineConfig) -> Any:
     from morpheus.stages.output.write_to_kafka_stage import WriteToKafkaStage
 
     from morpheus_ext.feature_spec import load_spec
-    from morpheus_ext.featurizer import FeaturizedBatch, Featurizer
-    from morpheus_ext.inference.base import ModelInfo
     from morpheus_ext.model_repository import ENSEMBLE_OUTPUTS, INPUT
-    from morpheus_ext.records import build_records
+    from morpheus_ext.stages.inference.base import ModelInfo
+    from morpheus_ext.stages.postprocess.records import build_records
+    from morpheus_ext.stages.preprocess.featurizer import FeaturizedBatch, Featurizer
     from morpheus_ext.triton_limits import MAX_BATCH
 
     spec = load_spec(config.spec)

@@ -1,6 +1,6 @@
 """Write a synthetic labelled security-log file (auth + netflow) for demos, tests and benchmarks.
 
-Thin wrapper over morpheus_ext.synthetic so data sets can be made from the shell or Makefile:
+Thin wrapper over synthetic so data sets can be made from the shell or Makefile:
 
     python scripts/synthetic_logs.py --events 100000 --anomaly-rate 0.02 --out runs/events.parquet
 
@@ -19,7 +19,7 @@ from typing import NoReturn
 
 from pydantic import ValidationError
 
-from morpheus_ext.synthetic import SyntheticConfig, generate, write_events
+from synthetic import SyntheticConfig, generate, write_events
 
 # Config field -> CLI flag, so validation errors name the flag the user actually typed.
 FLAGS: dict[str, str] = {

@@ -11,7 +11,7 @@ import pytest
 
 from modelling.centralized import TrainResult, train_centralized
 from modelling.config import CentralizedConfig, DataConfig, DataSource, ModelConfig, TrainConfig
-from morpheus_ext.synthetic import SyntheticConfig
+from synthetic import SyntheticConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"

@@ -29,11 +29,11 @@ import pytest
 import yaml
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from morpheus_ext.stages.input import frame_source
-from morpheus_ext.stages.kafka import ensure_topics
-from morpheus_ext.synthetic import SyntheticConfig, generate
-from pipelines.kafka_config import PipelineConfig
+from morpheus_ext.stages.input.kafka_source import ensure_topics
+from morpheus_ext.stages.input.sources import frame_source
+from pipelines.kafka.config import PipelineConfig
 from scripts.kafka.broker import BrokerNotInstalled, KafkaBroker
+from synthetic import SyntheticConfig, generate
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Fast group joins on Tansu (JoinGroup waits session.timeout.ms / 2); heartbeats keep up.

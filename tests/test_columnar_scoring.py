@@ -21,22 +21,22 @@ import pytest
 from confluent_kafka import Message
 
 from morpheus_ext.feature_spec import load_spec
-from morpheus_ext.featurizer import Featurizer
-from morpheus_ext.inference.inprocess import InProcessEngine
-from morpheus_ext.records import (
+from morpheus_ext.stages.inference.inprocess import InProcessEngine
+from morpheus_ext.stages.input.kafka_source import ConsumedBatch
+from morpheus_ext.stages.input.sources import Origin, RawBatch, frame_source
+from morpheus_ext.stages.output.files import JsonlSink
+from morpheus_ext.stages.output.kafka_sink import score_messages
+from morpheus_ext.stages.postprocess.record_values import BatchColumns, epoch_seconds
+from morpheus_ext.stages.postprocess.records import (
     ScoreRecords,
-    _BatchColumns,
-    _epoch_seconds,
     build_records,
     build_score_records,
     count_anomalies,
     score_record_schema,
 )
-from morpheus_ext.stages.input import Origin, RawBatch, frame_source
-from morpheus_ext.stages.kafka import ConsumedBatch, score_messages
-from morpheus_ext.stages.output import JsonlSink
-from morpheus_ext.stages.preprocess import _decode_columnar, decode_batch, decode_values
-from morpheus_ext.synthetic import SyntheticConfig, generate
+from morpheus_ext.stages.preprocess.decode import _decode_columnar, decode_batch, decode_values
+from morpheus_ext.stages.preprocess.featurizer import Featurizer
+from synthetic import SyntheticConfig, generate
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SPEC = load_spec("security_events")
@@ -184,10 +184,10 @@ def test_score_records_json_with_per_row_thresholds_versions_and_epoch_times(
     assert [d["model"]["version"] for d in dicts[:4]] == [1, 2, 3, 1]
     # The records quote the times the featurizer parsed (numbers included), not a re-parse
     # of the column that would miss the numbers.
-    secs = _BatchColumns(fb, "timestamp").epoch_seconds()
+    secs = BatchColumns(fb, "timestamp").epoch_seconds()
     np.testing.assert_array_equal(secs, fb.times)
     assert (
-        np.isfinite(secs[:10]).all() and np.isnan(_epoch_seconds(fb.frame["timestamp"])[:10]).any()
+        np.isfinite(secs[:10]).all() and np.isnan(epoch_seconds(fb.frame["timestamp"])[:10]).any()
     )
 
 

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from morpheus_ext.inference import cuda_shm
-from morpheus_ext.inference.cuda_shm import CudaSharedMemory, TensorLayout, _Regions
+from morpheus_ext.stages.inference import cuda_shm
+from morpheus_ext.stages.inference.cuda_shm import CudaSharedMemory, TensorLayout, _Regions
 
 
 class FakeCudaShm:

@@ -10,7 +10,12 @@ import pytest
 
 from morpheus_ext.backend import gpu_available
 from morpheus_ext.feature_spec import load_spec
-from morpheus_ext.featurizer import Featurizer, bucket_of, canonical_str, iso_epoch_seconds
+from morpheus_ext.stages.preprocess.featurizer import (
+    Featurizer,
+    bucket_of,
+    canonical_str,
+    iso_epoch_seconds,
+)
 
 NETFLOW = {
     "event_id": "e1",

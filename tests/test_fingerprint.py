@@ -12,19 +12,23 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import morpheus_ext.fingerprint.baselines as baselines_module
+import morpheus_ext.stages.postprocess.fingerprint.baselines as baselines_module
 from morpheus_ext.feature_spec import FeatureSpec, load_spec
-from morpheus_ext.featurizer import FeaturizedBatch, Featurizer
-from morpheus_ext.fingerprint import CheckpointError, EntityBaselines, FingerprintConfig
-from morpheus_ext.fingerprint.index import EntityIndex
-from morpheus_ext.fingerprint.state import BaselineState
-from morpheus_ext.fingerprint.valueset import insert, lookup
-from morpheus_ext.inference.inprocess import InProcessEngine
 from morpheus_ext.model_repository import DEFAULT_REPOSITORY
-from morpheus_ext.records import build_records, score_record_schema
-from morpheus_ext.stages.input import frame_source
-from morpheus_ext.synthetic import SyntheticConfig, generate
-from pipelines.runner import ScoringPipeline
+from morpheus_ext.pipeline import ScoringPipeline
+from morpheus_ext.stages.inference.inprocess import InProcessEngine
+from morpheus_ext.stages.input.sources import frame_source
+from morpheus_ext.stages.postprocess.fingerprint import (
+    CheckpointError,
+    EntityBaselines,
+    FingerprintConfig,
+)
+from morpheus_ext.stages.postprocess.fingerprint.index import EntityIndex
+from morpheus_ext.stages.postprocess.fingerprint.state import BaselineState
+from morpheus_ext.stages.postprocess.fingerprint.valueset import insert, lookup
+from morpheus_ext.stages.postprocess.records import build_records, score_record_schema
+from morpheus_ext.stages.preprocess.featurizer import FeaturizedBatch, Featurizer
+from synthetic import SyntheticConfig, generate
 
 from .conftest import REPO_ROOT
 

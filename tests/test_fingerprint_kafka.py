@@ -29,20 +29,20 @@ from confluent_kafka import Consumer, TopicPartition
 
 from morpheus_ext.config_io import load_config
 from morpheus_ext.feature_spec import load_spec
-from morpheus_ext.featurizer import Featurizer
-from morpheus_ext.fingerprint import EntityBaselines, FingerprintConfig
-from morpheus_ext.inference.inprocess import InProcessEngine
-from morpheus_ext.stages.input import Origin, RawBatch
+from morpheus_ext.pipeline import ScoringPipeline
+from morpheus_ext.stages.inference.inprocess import InProcessEngine
+from morpheus_ext.stages.input.sources import Origin, RawBatch
+from morpheus_ext.stages.postprocess.fingerprint import EntityBaselines, FingerprintConfig
+from morpheus_ext.stages.preprocess.featurizer import Featurizer
 from pipelines.config import DemoConfig
 from pipelines.demo import _baselines as demo_baselines
-from pipelines.kafka_config import PipelineConfig
-from pipelines.kafka_runner import (
+from pipelines.kafka import (
     KafkaPipelineError,
     KafkaScoringRunner,
     RunSummary,
     build_pipeline,
 )
-from pipelines.runner import ScoringPipeline
+from pipelines.kafka.config import PipelineConfig
 from scripts.kafka.broker import KafkaBroker
 
 from .kafka_fixtures import (
@@ -427,7 +427,7 @@ def test_two_processes_cannot_share_one_checkpoint(
     )
     first = Background(config)
     deadline = time.monotonic() + HANG_GUARD_S
-    while first.runner._lock_fd is None:
+    while not first.runner.checkpointer.locked:
         assert time.monotonic() < deadline
         time.sleep(0.05)
     pipeline, engine = build_pipeline(config)

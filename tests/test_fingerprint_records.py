@@ -1,6 +1,7 @@
 """With baselines, the column-wise score records are byte for byte ``orjson.dumps`` of the dicts.
 
-:func:`morpheus_ext.records.build_records` (one dict per event, :func:`entity_reasons` in Python
+:func:`morpheus_ext.stages.postprocess.records.build_records` (one dict per event,
+:func:`entity_reasons` in Python
 per reason) is the reference; :class:`ScoreRecords` with a fingerprint builds the same JSON lines
 from Arrow string kernels (``reason_fragments``), which is what the runners write.
 """
@@ -17,12 +18,12 @@ import pytest
 
 from morpheus_ext import records as records_module
 from morpheus_ext.feature_spec import load_spec
-from morpheus_ext.featurizer import Featurizer
-from morpheus_ext.fingerprint import EntityBaselines, FingerprintConfig
-from morpheus_ext.fingerprint.reasons import _escape, _fixed
-from morpheus_ext.inference.inprocess import InProcessEngine
-from morpheus_ext.records import ScoreRecords, build_records, build_score_records
-from morpheus_ext.synthetic import SyntheticConfig, generate
+from morpheus_ext.stages.inference.inprocess import InProcessEngine
+from morpheus_ext.stages.postprocess.fingerprint import EntityBaselines, FingerprintConfig
+from morpheus_ext.stages.postprocess.fingerprint.reason_fragments import _escape, _fixed
+from morpheus_ext.stages.postprocess.records import ScoreRecords, build_records, build_score_records
+from morpheus_ext.stages.preprocess.featurizer import Featurizer
+from synthetic import SyntheticConfig, generate
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SPEC = load_spec("security_events")

@@ -28,11 +28,11 @@ from federated.ledger import PrivacyBudgetExceeded
 from federated.protocol import RUN_CONFIG_PATH, RUN_DIR
 from federated.runs import prepare_run_dir, read_rounds
 from federated.server import RESULT_FILE, run_federated
-from federated.site import Site
-from federated.sites import fit_public_inputs, load_federated_data
+from federated.site_round import Site
+from federated.site_split import fit_public_inputs, load_federated_data
 from modelling.checkpoint import CHECKPOINT_DIR, load_checkpoint
 from morpheus_ext.config_io import load_config
-from morpheus_ext.inference.inprocess import InProcessEngine
+from morpheus_ext.stages.inference.inprocess import InProcessEngine
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow  # a few seconds per run (export included); no external services

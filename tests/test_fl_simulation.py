@@ -18,7 +18,7 @@ from opacus.accountants import RDPAccountant
 
 from federated.launcher import free_port
 from modelling.checkpoint import CHECKPOINT_DIR, load_checkpoint
-from morpheus_ext.inference.inprocess import InProcessEngine
+from morpheus_ext.stages.inference.inprocess import InProcessEngine
 from pipelines import cli_fl
 
 REPO = Path(__file__).resolve().parent.parent

@@ -22,7 +22,7 @@ from federated.certs import make_node_keys, make_tls
 from federated.config import FederationConfig as Fed
 from federated.config import FLConfig, SiteSplitConfig, StrategyConfig
 from federated.ledger import PrivacyBudgetExceeded, PrivacyLedger
-from federated.sites import site_assignment
+from federated.site_split import site_assignment
 from federated.stragglers import SimulatedDropout, apply_faults
 from federated.strategy import build_strategy
 from morpheus_ext.markdown_sections import update_section

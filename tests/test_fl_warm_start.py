@@ -29,10 +29,10 @@ from modelling.config import ModelConfig
 from modelling.export import export_encoder, export_scored_autoencoder
 from modelling.models import ScoredAutoencoder, build_autoencoder
 from morpheus_ext.feature_spec import load_spec
-from morpheus_ext.featurizer import Featurizer
 from morpheus_ext.model_repository import AUTOENCODER, ENCODER, NORMALIZED, sha256_file
 from morpheus_ext.normalizer import Normalizer
-from morpheus_ext.synthetic import SyntheticConfig, generate
+from morpheus_ext.stages.preprocess.featurizer import Featurizer
+from synthetic import SyntheticConfig, generate
 
 from .conftest import REPO_ROOT
 from .test_fl_inprocess import (

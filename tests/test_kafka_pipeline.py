@@ -20,13 +20,13 @@ from confluent_kafka import KafkaError, KafkaException
 from prometheus_client import REGISTRY
 
 from morpheus_ext.feature_spec import load_spec
-from morpheus_ext.featurizer import Featurizer
-from morpheus_ext.inference.base import InferenceEngine, ModelInfo
-from morpheus_ext.inference.inprocess import InProcessEngine
-from morpheus_ext.stages.kafka import KafkaSinkStage
-from pipelines.kafka_config import PipelineConfig
-from pipelines.kafka_runner import KafkaScoringRunner, RunSummary
-from pipelines.runner import ScoringPipeline
+from morpheus_ext.pipeline import ScoringPipeline
+from morpheus_ext.stages.inference.base import InferenceEngine, ModelInfo
+from morpheus_ext.stages.inference.inprocess import InProcessEngine
+from morpheus_ext.stages.output.kafka_sink import KafkaSinkStage
+from morpheus_ext.stages.preprocess.featurizer import Featurizer
+from pipelines.kafka import KafkaScoringRunner, RunSummary
+from pipelines.kafka.config import PipelineConfig
 from scripts.kafka.broker import KafkaBroker
 
 from .kafka_fixtures import (

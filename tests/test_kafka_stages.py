@@ -10,19 +10,18 @@ import orjson
 import pytest
 
 from morpheus_ext.config_io import ConfigError
-from morpheus_ext.stages.input import Origin, RawBatch
-from morpheus_ext.stages.kafka import (
-    ConsumedBatch,
-    consumer_config,
+from morpheus_ext.stages.input.kafka_source import ConsumedBatch, consumer_config
+from morpheus_ext.stages.input.sources import Origin, RawBatch
+from morpheus_ext.stages.output.files import dead_letter_record
+from morpheus_ext.stages.output.kafka_sink import (
     dead_letter_key,
     fit_dead_letter,
     producer_config,
     score_messages,
 )
-from morpheus_ext.stages.output import dead_letter_record
 from pipelines.cli_kafka import _key_of
 from pipelines.cli_kafka import main as kafka_cli
-from pipelines.kafka_config import PipelineConfig, load_pipeline_config
+from pipelines.kafka.config import PipelineConfig, load_pipeline_config
 from pipelines.morpheus_pipeline import morpheus_available
 from pipelines.top_alerts import render_top
 
@@ -203,7 +202,7 @@ def test_cli_errors_are_one_line(capsys: pytest.CaptureFixture[str], tmp_path: P
 def test_unreachable_broker_fails_fast_with_one_line() -> None:
     from confluent_kafka import KafkaException
 
-    from morpheus_ext.stages.kafka import KafkaSourceStage
+    from morpheus_ext.stages.input.kafka_source import KafkaSourceStage
 
     source = KafkaSourceStage(consumer_config("127.0.0.1:1", "g", {}), ["events"])
     try:

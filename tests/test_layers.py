@@ -1,7 +1,9 @@
-"""Layers point one way (docs/architecture.md): core <- modelling <- federated <- pipelines.
+"""Layers point one way (docs/architecture.md):
+core <- synthetic <- modelling <- federated <- pipelines.
 
 * ``morpheus_ext``: the torch-free core (stages, featurizer, spec, normalizer, postproc,
   records, engines, model repository, config loading); imports none of the others.
+* ``synthetic``: the labelled synthetic data generator; imports only the core (config base).
 * ``modelling``: torch models, training, calibration, export, run directories, evaluation;
   imports only the core.
 * ``federated``: Flower, DP-SGD, ledger, sidecar, publishing; imports the core and modelling.
@@ -21,9 +23,10 @@ from .conftest import REPO_ROOT
 
 ALLOWED: dict[str, set[str]] = {
     "morpheus_ext": set(),
-    "modelling": {"morpheus_ext"},
-    "federated": {"morpheus_ext", "modelling"},
-    "pipelines": {"morpheus_ext", "modelling", "federated"},
+    "synthetic": {"morpheus_ext"},
+    "modelling": {"morpheus_ext", "synthetic"},
+    "federated": {"morpheus_ext", "synthetic", "modelling"},
+    "pipelines": {"morpheus_ext", "synthetic", "modelling", "federated"},
 }
 
 
@@ -52,7 +55,8 @@ def test_a_package_imports_only_the_layers_below_it(package: str) -> None:
 def test_the_core_and_config_loading_do_not_load_torch() -> None:
     """Serving, Triton's postproc and the REST service use the core without torch."""
     code = (
-        "import sys, morpheus_ext.stages.kafka, morpheus_ext.records, morpheus_ext.config_io, "
+        "import sys, morpheus_ext.stages.input.kafka_source, "
+        "morpheus_ext.stages.postprocess.records, morpheus_ext.config_io, "
         "morpheus_ext.repository_writer, modelling.config, pipelines.config; "
         "print(sorted(m for m in ('torch', 'opacus', 'flwr') if m in sys.modules))"
     )

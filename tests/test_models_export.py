@@ -14,8 +14,6 @@ from modelling.centralized import TrainResult, train_centralized
 from modelling.config import ModelConfig, TrainConfig
 from modelling.models import ScoredAutoencoder, build_autoencoder
 from modelling.training import fit_autoencoder
-from morpheus_ext.featurizer import Featurizer
-from morpheus_ext.inference.inprocess import InProcessEngine
 from morpheus_ext.model_repository import (
     AUTOENCODER,
     ENCODER,
@@ -24,7 +22,9 @@ from morpheus_ext.model_repository import (
     ModelRepository,
     ModelRepositoryError,
 )
-from morpheus_ext.synthetic import SyntheticConfig, generate
+from morpheus_ext.stages.inference.inprocess import InProcessEngine
+from morpheus_ext.stages.preprocess.featurizer import Featurizer
+from synthetic import SyntheticConfig, generate
 
 from .conftest import REPO_ROOT, small_config
 
@@ -163,12 +163,12 @@ def test_cnn_autoencoder_trains_and_exports(tmp_path: Path) -> None:
 def test_committed_repository_is_what_the_writer_produces() -> None:
     """The committed version 1 is the writer's output: same configs, same postproc wrapper."""
     from morpheus_ext.feature_spec import load_spec
-    from morpheus_ext.repository_writer import POSTPROC_MODEL_PY, render_configs
+    from morpheus_ext.repository_writer import POSTPROC_MODEL_SOURCE, render_configs
 
     repo = REPO_ROOT / "triton_model_repository"
     for model, text in render_configs(load_spec("security_events")).items():
         assert (repo / model / "config.pbtxt").read_text() == text, model
-    assert (repo / POSTPROC / "1" / "model.py").read_text() == POSTPROC_MODEL_PY.read_text()
+    assert (repo / POSTPROC / "1" / "model.py").read_text() == POSTPROC_MODEL_SOURCE
     manifest = ModelRepository(repo).manifest(AUTOENCODER, 1)
     from morpheus_ext.model_repository import sha256_file
 

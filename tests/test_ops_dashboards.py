@@ -7,7 +7,7 @@ scraping every second
   fed by the Kafka scoring loop (Tansu broker, ``KafkaScoringRunner``) scoring on a real CPU
   Triton, with poison events, plus the REST evaluator (uvicorn) scoring in-process;
 * ``triton`` — Triton's own ``/metrics`` (``nv_*``);
-* ``federated`` — an endpoint of ``federated.metrics.FLMetrics`` (the federated server's
+* ``federated`` — an endpoint of ``federated.prometheus_metrics.FLMetrics`` (the federated server's
   catalogue) holding a 3-site run's numbers,
 
 with the alert rules loaded. Traffic keeps flowing while the queries are asked, so rates and
@@ -30,13 +30,13 @@ import numpy as np
 import pytest
 from prometheus_client import REGISTRY, start_http_server
 
-from federated.metrics import FLMetrics
+from federated.prometheus_metrics import FLMetrics
 from morpheus_ext.feature_spec import load_spec
-from morpheus_ext.inference.triton import RetryPolicy, TritonEngine, TritonEngineError
-from morpheus_ext.metrics import PipelineMetrics, pipeline_metrics
+from morpheus_ext.prometheus_metrics import PipelineMetrics, pipeline_metrics
+from morpheus_ext.stages.inference.triton import RetryPolicy, TritonEngine, TritonEngineError
 from pipelines.engines import InferenceConfig
-from pipelines.kafka_runner import KafkaScoringRunner, build_pipeline
-from pipelines.rest.metrics import ApiMetrics, api_metrics
+from pipelines.kafka import KafkaScoringRunner, build_pipeline
+from pipelines.rest.prometheus_metrics import ApiMetrics, api_metrics
 from scripts.ops.prometheus import PrometheusServer, free_port
 from tests.kafka_fixtures import (
     kafka_broker,  # noqa: F401  (fixture)

@@ -21,7 +21,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from morpheus_ext.metrics import PipelineMetrics
+from morpheus_ext.prometheus_metrics import PipelineMetrics
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CHART = REPO_ROOT / "helm" / "secureai"
@@ -136,7 +136,7 @@ def test_bad_values_fail_the_render_with_a_clear_message() -> None:
 def test_rendered_configs_load_with_the_services_loaders(
     option: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pipelines.kafka_config import load_pipeline_config
+    from pipelines.kafka.config import load_pipeline_config
     from pipelines.rest.config import load_api_config
 
     monkeypatch.setenv("KAFKA_PASSWORD", "from-the-secret")

@@ -20,9 +20,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from federated.config import MonitoringConfig
 from federated.launcher import free_port
-from federated.metrics import ClientMetrics, FLMetrics
-from pipelines import kafka_runner
-from pipelines.kafka_config import PipelineConfig
+from federated.prometheus_metrics import ClientMetrics, FLMetrics
+from pipelines.kafka import runner as kafka_runner
+from pipelines.kafka.config import PipelineConfig
 from pipelines.rest.config import ApiConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

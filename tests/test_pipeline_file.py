@@ -12,9 +12,9 @@ import orjson
 import pytest
 
 from modelling.centralized import TrainResult
-from morpheus_ext.records import score_record_schema
-from morpheus_ext.synthetic import SyntheticConfig, generate
+from morpheus_ext.stages.postprocess.records import score_record_schema
 from pipelines.cli import main
+from synthetic import SyntheticConfig, generate
 
 BAD_LINES: list[tuple[bytes, str]] = [
     (b'{"event_id": "bad-1", "event_type": "auth"', "invalid JSON"),
@@ -166,7 +166,7 @@ def test_wrong_model_repository_is_one_line(tmp_path: Path) -> None:
 def test_evaluate_on_a_labelled_file_and_on_a_run(
     tiny_run: TrainResult, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from morpheus_ext.synthetic import write_events
+    from synthetic import write_events
 
     data = write_events(generate(SyntheticConfig(n_events=4000, seed=8)), tmp_path / "t.parquet")
     out = tmp_path / "eval"

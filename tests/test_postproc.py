@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from morpheus_ext.postproc import postprocess
+from morpheus_ext.stages.postprocess.postproc import postprocess
 
 
 def reference(score: np.ndarray, z: np.ndarray, thr: np.ndarray, k: int) -> dict[str, np.ndarray]:

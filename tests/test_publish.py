@@ -39,9 +39,9 @@ from modelling.config import ModelConfig, TrainConfig
 from modelling.models import build_autoencoder
 from modelling.training import fit_autoencoder
 from morpheus_ext.feature_spec import load_spec
-from morpheus_ext.featurizer import Featurizer
 from morpheus_ext.model_repository import AUTOENCODER, ModelRepository
-from morpheus_ext.synthetic import SyntheticConfig, generate
+from morpheus_ext.stages.preprocess.featurizer import Featurizer
+from synthetic import SyntheticConfig, generate
 
 from .conftest import REPO_ROOT, triton_harness
 

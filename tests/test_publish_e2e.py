@@ -5,7 +5,8 @@ with the new version.
 Every step is the real thing: Flower's simulation engine (SuperLink + Ray ClientApps, DP-SGD at
 each site), the run's ``model/`` checkpoint, ``federated.publish`` into a copy of the committed
 ``triton_model_repository`` served by a real CPU Triton (explicit model control), and the
-pipeline's Triton engine (``pipelines.engines`` -> ``morpheus_ext.inference.triton``). One engine
+pipeline's Triton engine (``pipelines.engines`` -> ``morpheus_ext.stages.inference.triton``). One
+engine
 is opened before the publish and kept: a running pipeline picks up version 2 without restart.
 About 1.5 minutes on 2 cores, most of it Flower/Ray start-up (a round itself takes ~1 s).
 """
@@ -35,14 +36,14 @@ from federated.publish import (
 from federated.simulation import simulate
 from modelling.checkpoint import CHECKPOINT_DIR, load_checkpoint, normalizer_from_encoder
 from morpheus_ext.feature_spec import load_spec
-from morpheus_ext.featurizer import Featurizer
-from morpheus_ext.inference.base import InferenceEngine
-from morpheus_ext.inference.inprocess import InProcessEngine
 from morpheus_ext.model_repository import AUTOENCODER, ENCODER, ModelRepository, sha256_file
-from morpheus_ext.stages.input import frame_source
-from morpheus_ext.synthetic import SyntheticConfig, generate
+from morpheus_ext.pipeline import ScoringPipeline, run_batches
+from morpheus_ext.stages.inference.base import InferenceEngine
+from morpheus_ext.stages.inference.inprocess import InProcessEngine
+from morpheus_ext.stages.input.sources import frame_source
+from morpheus_ext.stages.preprocess.featurizer import Featurizer
 from pipelines.engines import InferenceConfig, build_engine
-from pipelines.runner import ScoringPipeline, run_batches
+from synthetic import SyntheticConfig, generate
 
 from .conftest import REPO_ROOT, triton_harness
 

@@ -12,7 +12,7 @@ from modelling.config import CentralizedConfig
 from modelling.evaluation.equivalence import compare_versions
 from morpheus_ext.config_io import load_config
 from morpheus_ext.feature_spec import load_spec
-from morpheus_ext.featurizer import Featurizer
+from morpheus_ext.stages.preprocess.featurizer import Featurizer
 from pipelines.cli import main
 
 from .conftest import REPO_ROOT, SHARED_DATA

@@ -26,9 +26,9 @@ from modelling.centralized import train_centralized
 from modelling.evaluation.equivalence import compare_versions
 from morpheus_ext.config_io import dump_config
 from morpheus_ext.feature_spec import load_spec
-from morpheus_ext.featurizer import Featurizer
 from morpheus_ext.model_repository import AUTOENCODER, ENCODER, sha256_file
-from morpheus_ext.synthetic import SyntheticConfig, generate
+from morpheus_ext.stages.preprocess.featurizer import Featurizer
+from synthetic import SyntheticConfig, generate
 
 from .conftest import REPO_ROOT, small_config
 

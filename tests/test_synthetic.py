@@ -1,4 +1,4 @@
-"""Tests for the synthetic labelled security-log generator (morpheus_ext.synthetic).
+"""Tests for the synthetic labelled security-log generator (synthetic).
 
 Why these matter: every model and benchmark in the project is scored against these labels, so
 the generator must be deterministic, hit the requested anomaly budget, keep the column contract
@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from morpheus_ext.synthetic import (
+from synthetic import (
     ANOMALY_KINDS,
     AUTH_COLUMNS,
     AUTH_KINDS,
@@ -407,7 +407,7 @@ def test_cli_errors_are_one_line(argv: list[str], capsys: pytest.CaptureFixture[
 
 def test_population_seed_keeps_the_organisation_across_event_seeds() -> None:
     """Train on one week, stream the next: same users at the same sites, other events."""
-    from morpheus_ext.synthetic import SyntheticConfig, generate
+    from synthetic import SyntheticConfig, generate
 
     week1 = generate(SyntheticConfig(n_events=20_000, seed=0))
     week2 = generate(SyntheticConfig(n_events=20_000, seed=1, population_seed=0))

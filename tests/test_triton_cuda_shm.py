@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from morpheus_ext.feature_spec import load_spec, resolve_layout
-from morpheus_ext.featurizer import Featurizer
-from morpheus_ext.inference.cuda_shm import layouts_from_metadata
-from morpheus_ext.inference.triton import TritonEngine, TritonEngineError
 from morpheus_ext.model_repository import ENSEMBLE_OUTPUTS, INPUT
-from morpheus_ext.synthetic import SyntheticConfig, generate
+from morpheus_ext.stages.inference.cuda_shm import layouts_from_metadata
+from morpheus_ext.stages.inference.triton import TritonEngine, TritonEngineError
+from morpheus_ext.stages.preprocess.featurizer import Featurizer
+from synthetic import SyntheticConfig, generate
 
 pytestmark = pytest.mark.integration
 SPEC = load_spec("security_events")

@@ -17,14 +17,14 @@ import numpy as np
 import pytest
 
 from morpheus_ext.feature_spec import load_spec
-from morpheus_ext.featurizer import Featurizer
-from morpheus_ext.inference.inprocess import InProcessEngine
-from morpheus_ext.inference.triton import RetryPolicy, TritonEngine, TritonEngineError
-from morpheus_ext.metrics import pipeline_metrics
-from morpheus_ext.stages.input import RawBatch, frame_source
-from morpheus_ext.synthetic import SyntheticConfig, generate
+from morpheus_ext.pipeline import ScoringPipeline, run_batches
+from morpheus_ext.prometheus_metrics import pipeline_metrics
+from morpheus_ext.stages.inference.inprocess import InProcessEngine
+from morpheus_ext.stages.inference.triton import RetryPolicy, TritonEngine, TritonEngineError
+from morpheus_ext.stages.input.sources import RawBatch, frame_source
+from morpheus_ext.stages.preprocess.featurizer import Featurizer
 from pipelines.cli import main
-from pipelines.runner import ScoringPipeline, run_batches
+from synthetic import SyntheticConfig, generate
 
 from .conftest import REPO_ROOT, triton_harness
 
@@ -35,7 +35,7 @@ REPOSITORY = REPO_ROOT / "triton_model_repository"
 
 @pytest.fixture(scope="module")
 def events_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from morpheus_ext.synthetic import write_events
+    from synthetic import write_events
 
     path = tmp_path_factory.mktemp("events") / "events.jsonl"
     return write_events(generate(SyntheticConfig(n_events=6000, seed=9, population_seed=0)), path)
@@ -157,7 +157,7 @@ def test_server_outage_mid_stream_delays_but_loses_nothing(
             pipeline, _slow_source(40, 250, 0.5), records.extend, dead.extend, progress=False
         )
 
-    caplog.set_level(logging.INFO, logger="morpheus_ext.inference.triton")
+    caplog.set_level(logging.INFO, logger="morpheus_ext.stages.inference.triton")
     worker = threading.Thread(target=run)
     worker.start()
     restarted = None

@@ -1,5 +1,7 @@
-"""Pipeline stages in event order: input -> preprocess -> inference -> postprocess -> output.
+"""Pipeline stages by Morpheus role, in event order: input -> preprocess -> inference ->
+postprocess -> output (Morpheus' own layout, ``morpheus/stages/{input,preprocess,...}``).
 
-Each stage is a plain function or small object from batch to batch, so our own runner
-(``pipelines.runner``) and the Morpheus wrappers call the same code.
+Each stage is a plain function or small object from batch to batch, chained for one batch by
+:class:`morpheus_ext.pipeline.ScoringPipeline`, so every runner (files, Kafka, REST, the
+Morpheus ``LinearPipeline`` adapters) calls the same code. Package inits import nothing heavy.
 """

@@ -3,7 +3,7 @@
 ``create_app(config)`` returns a FastAPI app:
 
 * ``POST /v1/score`` — a batch of raw events -> score records (the pipeline's own
-  :class:`~pipelines.runner.ScoringPipeline` with the configured engine); events that cannot
+  :class:`~morpheus_ext.pipeline.ScoringPipeline` with the configured engine); events that cannot
   be scored come back in ``rejected`` with the same reasons the dead-letter topic carries;
 * ``GET /v1/models`` — the autoencoder versions of the repository, which one is served, manifests;
 * ``GET /healthz`` (process alive), ``GET /readyz`` (engine loaded / Triton reachable),
@@ -22,13 +22,10 @@ import contextlib
 import hashlib
 import hmac
 import logging
-import threading
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import orjson
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -38,354 +35,29 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest, st
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from morpheus_ext.feature_spec import FeatureSpec, load_spec
-from morpheus_ext.featurizer import Featurizer
-from morpheus_ext.inference.base import InferenceEngine
-from morpheus_ext.model_repository import AUTOENCODER, ModelRepositoryError
-from morpheus_ext.stages.input import Origin, RawBatch
-from pipelines.rest.catalog import list_versions, served_version
+from morpheus_ext.feature_spec import load_spec
+from morpheus_ext.model_repository import (
+    AUTOENCODER,
+    ModelRepositoryError,
+    list_versions,
+    served_version,
+)
 from pipelines.rest.config import ApiConfig
-from pipelines.rest.metrics import api_metrics
+from pipelines.rest.engine_holder import EngineHolder
+from pipelines.rest.errors import _STATUS_CODES, ApiError, _err, error_response
+from pipelines.rest.middleware import BodyLimitMiddleware, MetricsMiddleware
 from pipelines.rest.schemas import (
-    ErrorResponse,
     Health,
     ModelsResponse,
     Readiness,
     ScoreResponse,
     score_request_schema,
 )
-from pipelines.runner import BatchResult, ScoringPipeline
+from pipelines.rest.scoring import _media_type, parse_score_request, score_events
 
 log = logging.getLogger(__name__)
 
 API_VERSION = "1.0.0"
-SOURCE = "rest"
-ROUTES = frozenset(
-    {"/v1/score", "/v1/models", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"}
-)
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-
-# --------------------------------------------------------------------------- errors
-class ApiError(Exception):
-    """An error answered as ``{"error": {"code", "message", "details"}}`` with ``status``."""
-
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        message: str,
-        details: list[dict[str, Any]] | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-        self.details, self.headers = details, headers
-
-
-def error_response(
-    status: int,
-    code: str,
-    message: str,
-    details: list[dict[str, Any]] | None = None,
-    headers: dict[str, str] | None = None,
-) -> JSONResponse:
-    body: dict[str, Any] = {"code": code, "message": message}
-    if details is not None:
-        body["details"] = details
-    return JSONResponse({"error": body}, status_code=status, headers=headers)
-
-
-def _err(description: str) -> dict[str, Any]:
-    return {"model": ErrorResponse, "description": description}
-
-
-_STATUS_CODES = {
-    400: "bad_request",
-    401: "unauthorized",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    406: "not_acceptable",
-    413: "payload_too_large",
-    415: "unsupported_media_type",
-    422: "invalid_request",
-}
-
-
-# --------------------------------------------------------------------------- ASGI middleware
-async def _send_error(send: Send, status: int, code: str, message: str) -> None:
-    body = orjson.dumps({"error": {"code": code, "message": message}})
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
-
-
-class BodyLimitMiddleware:
-    """413 for bodies over ``max_bytes``: by Content-Length at once, else while streaming in.
-
-    The body is buffered (at most ``max_bytes``) and replayed to the app, so chunked uploads
-    are bounded too.
-    """
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        too_large = f"request body exceeds the {self.max_bytes}-byte limit"
-        for name, value in scope.get("headers", []):
-            if name == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    await _send_error(send, 400, "bad_request", "invalid Content-Length header")
-                    return
-                if declared > self.max_bytes:
-                    await _send_error(send, 413, "payload_too_large", too_large)
-                    return
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_bytes:
-                await _send_error(send, 413, "payload_too_large", too_large)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
-
-
-class MetricsMiddleware:
-    """Counts every answered request (including 413s from the body limit), its duration and
-    the requests in progress."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-        self.metrics = api_metrics()
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        path = scope.get("path", "")
-        route = path if path in ROUTES else "other"
-        status = [500]
-        started = time.perf_counter()
-
-        async def capture(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                status[0] = int(message["status"])
-            await send(message)
-
-        inflight = self.metrics.inflight.labels(route)
-        inflight.inc()
-        try:
-            await self.app(scope, receive, capture)
-        finally:
-            inflight.dec()
-            self.metrics.requests.labels(route, str(status[0])).inc()
-            self.metrics.duration.labels(route).observe(time.perf_counter() - started)
-
-
-# --------------------------------------------------------------------------- engine
-class EngineHolder:
-    """Builds the inference engine in the background; ``/readyz`` says 503 until it exists.
-
-    With ``engine: triton`` the API may start before Triton: it keeps retrying every
-    ``engine_retry_s`` and reports the last reason. The in-process engine loads the version
-    the repository serves (the pinned one after a rollback).
-    """
-
-    def __init__(self, config: ApiConfig, spec: FeatureSpec) -> None:
-        self.config, self.spec = config, spec
-        self.pipeline: ScoringPipeline | None = None
-        self.engine: InferenceEngine | None = None
-        self.reason: str | None = "starting"
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    @property
-    def ready(self) -> bool:
-        return self.pipeline is not None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="engine-builder", daemon=True)
-        self._thread.start()
-
-    def wait_ready(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while not self.ready and time.monotonic() < deadline and not self._stop.is_set():
-            time.sleep(0.02)
-        return self.ready
-
-    def _build(self) -> InferenceEngine:
-        inference = self.config.inference
-        if inference.engine == "inprocess":
-            from morpheus_ext.inference.inprocess import InProcessEngine
-
-            try:
-                version: int | None = served_version(inference.repository)
-            except (ModelRepositoryError, OSError):
-                version = None
-            return InProcessEngine(
-                inference.repository,
-                self.spec.spec_hash,
-                autoencoder_version=version,
-                threads=inference.threads,
-            )
-        from pipelines.engines import build_engine
-
-        return build_engine(inference, self.spec)
-
-    def _run(self) -> None:
-        last = None
-        while not self._stop.is_set():
-            try:
-                engine = self._build()
-            except Exception as exc:
-                text = str(exc).strip()
-                reason = text.splitlines()[0] if text else type(exc).__name__
-                self.reason = reason
-                if reason != last:
-                    log.warning("inference engine not ready (retrying): %s", reason)
-                    last = reason
-                self._stop.wait(self.config.engine_retry_s)
-                continue
-            self.engine = engine
-            self.pipeline = ScoringPipeline(
-                Featurizer(self.spec), engine, self.config.limits.max_event_bytes
-            )
-            self.reason = None
-            log.info("inference engine ready (%s)", self.config.inference.engine)
-            return
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-        if self.engine is not None:
-            self.engine.close()
-
-
-# --------------------------------------------------------------------------- scoring
-def _media_type(request: Request) -> str:
-    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-
-
-def parse_score_request(body: bytes, media_type: str, max_events: int) -> list[Any]:
-    """The request's events, or an :class:`ApiError` saying exactly what is wrong."""
-    if media_type != "application/json" and not media_type.endswith("+json"):
-        raise ApiError(
-            415,
-            "unsupported_media_type",
-            f"Content-Type must be application/json (got {media_type or 'none'})",
-        )
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise ApiError(400, "invalid_json", f"request body is not valid JSON: {exc}") from None
-    if not isinstance(doc, dict):
-        raise ApiError(
-            422,
-            "invalid_request",
-            "request body must be a JSON object with an `events` array",
-            [{"loc": ["body"], "msg": f"expected an object, got {type(doc).__name__}"}],
-        )
-    extra = sorted(k for k in doc if k != "events")
-    if extra:
-        raise ApiError(
-            422,
-            "invalid_request",
-            f"unknown field(s): {', '.join(extra)[:200]}",
-            [{"loc": ["body", k], "msg": "extra fields are not permitted"} for k in extra[:20]],
-        )
-    events = doc.get("events")
-    if not isinstance(events, list):
-        got = "nothing" if "events" not in doc else type(events).__name__
-        raise ApiError(
-            422,
-            "invalid_request",
-            f"`events` must be an array of events (got {got})",
-            [{"loc": ["body", "events"], "msg": "expected an array"}],
-        )
-    if not events:
-        raise ApiError(
-            422,
-            "invalid_request",
-            "`events` is empty",
-            [{"loc": ["body", "events"], "msg": "at least 1 event"}],
-        )
-    if len(events) > max_events:
-        raise ApiError(
-            422,
-            "too_many_events",
-            f"{len(events)} events in one request; the limit is {max_events}",
-        )
-    return events
-
-
-def score_events(pipeline: ScoringPipeline, events: list[Any]) -> dict[str, Any]:
-    """Run the pipeline on one request's events; every index ends in ``scored`` or ``rejected``."""
-    raw = RawBatch(
-        [orjson.dumps(e) for e in events], [Origin(SOURCE, 0, i) for i in range(len(events))]
-    )
-    result = pipeline.process(raw)
-    rejected = [
-        {"index": int(d["offset"]), "stage": d["stage"], "reason": d["reason"]}
-        for d in result.dead_letters
-    ]
-    rows = _record_indices(len(events), result)
-    scored = [{"index": int(i), "record": r} for i, r in zip(rows, result.records, strict=True)]
-    rejected.sort(key=lambda d: d["index"])
-    return {
-        "scored": scored,
-        "rejected": rejected,
-        "counts": {
-            "events": len(events),
-            "scored": len(scored),
-            "rejected": len(rejected),
-            "anomalies": sum(1 for r in result.records if r["is_anomaly"]),
-        },
-    }
-
-
-def _record_indices(n: int, result: BatchResult) -> np.ndarray:
-    """Request index of each score record: featurizer positions index the decoded rows."""
-    if result.featurized is None or not result.records:
-        return np.zeros(0, dtype=np.int64)
-    dropped = [int(d["offset"]) for d in result.dead_letters if d["stage"] == "decode"]
-    decoded = np.delete(np.arange(n), dropped) if dropped else np.arange(n)
-    return np.asarray(decoded[result.featurized.positions])
 
 
 def _json(payload: dict[str, Any], status: int = 200) -> Response:
@@ -561,7 +233,7 @@ def create_app(config: ApiConfig) -> FastAPI:
         try:
             payload = await run_in_threadpool(score_events, pipeline, events)
         except Exception as exc:
-            from morpheus_ext.inference.triton import TritonEngineError
+            from morpheus_ext.stages.inference.triton import TritonEngineError
 
             if isinstance(exc, TritonEngineError):
                 raise ApiError(

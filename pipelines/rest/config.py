@@ -18,14 +18,15 @@ import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from morpheus_ext.config_io import StrictModel
-from morpheus_ext.stages.preprocess import DEFAULT_MAX_EVENT_BYTES
+from morpheus_ext.errors import SecureAIError
+from morpheus_ext.stages.preprocess.decode import DEFAULT_MAX_EVENT_BYTES
 from pipelines.engines import InferenceConfig
 
 DEFAULT_TOKEN_ENV = "SECUREAI_API_TOKEN"
 MIN_TOKEN_CHARS = 16
 
 
-class ApiConfigError(ValueError):
+class ApiConfigError(SecureAIError, ValueError):
     """A config (or secret) the service cannot start with; the message is one line."""
 
 

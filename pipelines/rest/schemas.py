@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from morpheus_ext.feature_spec import FeatureSpec
-from morpheus_ext.records import score_record_schema
+from morpheus_ext.stages.postprocess.records import score_record_schema
 
 
 def _record_schema() -> dict[str, Any]:

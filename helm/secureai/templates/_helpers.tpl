@@ -92,7 +92,7 @@ prometheus.io/path: {{ index . 2 | quote }}
 {{- toYaml (merge (index . 1) $inf) -}}
 {{- end -}}
 
-{{/* The pipeline's config (pipelines/kafka_config.py) */}}
+{{/* The pipeline's config (pipelines/kafka/config.py) */}}
 {{- define "secureai.pipelineConfig" -}}
 {{- $k := .Values.kafka -}}
 {{- $common := dict -}}

@@ -1,32 +1,8 @@
-"""Triton python-backend wrapper; the logic lives in morpheus_ext.postproc (shared in-process).
+"""Triton entry point of anomaly_postproc (from the repository writer).
 
-Copied as ``anomaly_postproc/<version>/model.py`` by ``morpheus_ext.repository_writer``.
+The model is morpheus_ext/stages/postprocess/triton_postproc.py (one home, shared code).
 """
 
-import json
-from typing import Any
+from morpheus_ext.stages.postprocess.triton_postproc import TritonPythonModel
 
-import numpy as np
-import triton_python_backend_utils as pb_utils
-
-from morpheus_ext.postproc import postprocess
-
-_INPUTS = ("ANOMALY_SCORE", "FIELD_Z", "THRESHOLD")
-_OUTPUTS = ("IS_ANOMALY", "MEAN_ABS_Z", "MAX_ABS_Z", "TOP_FIELDS", "TOP_Z")
-
-
-class TritonPythonModel:
-    def initialize(self, args: dict[str, Any]) -> None:
-        config = json.loads(args["model_config"])
-        self.top_k = int(config["parameters"]["top_k"]["string_value"])
-
-    def execute(self, requests: list[Any]) -> list[Any]:
-        responses = []
-        for request in requests:
-            score, field_z, threshold = (
-                pb_utils.get_input_tensor_by_name(request, name).as_numpy() for name in _INPUTS
-            )
-            out = postprocess(score, field_z, threshold, self.top_k)
-            tensors = [pb_utils.Tensor(name, np.ascontiguousarray(out[name])) for name in _OUTPUTS]
-            responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
-        return responses
+__all__ = ["TritonPythonModel"]

@@ -1,5 +1,0 @@
-"""Inference engines: anything with ``infer(tensor) -> dict of ensemble outputs``."""
-
-from morpheus_ext.inference.base import InferenceEngine, ModelInfo
-
-__all__ = ["InferenceEngine", "ModelInfo"]

@@ -1,1 +1,0 @@
-"""Files copied verbatim into Triton model version folders (not imported by the project)."""

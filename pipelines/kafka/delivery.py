@@ -1,0 +1,223 @@
+"""The two delivery modes: how a scored batch reaches Kafka and when its offsets commit.
+
+* :class:`AtLeastOnce` (default): produce; up to ``max_inflight_batches`` batches wait for the
+  broker's acknowledgement while the next ones are scored; offsets commit in batch order
+  (:class:`~pipelines.kafka.offsets.OffsetTracker`), so a crash replays at most the
+  unacknowledged batches, with the same event ids.
+* :class:`ExactlyOnce` (``exactly_once: true``): each batch is one Kafka transaction holding its
+  records, its dead letters and its offsets (``send_offsets_to_transaction``); offsets advance
+  only when the transaction commits.
+
+Both observe end-to-end latency (event produce time -> acknowledged) on a sample of each batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+
+from confluent_kafka import KafkaException, TopicPartition
+
+from morpheus_ext.pipeline import BatchResult
+from morpheus_ext.prometheus_metrics import PipelineMetrics
+from morpheus_ext.stages.input.kafka_source import TP, ConsumedBatch, KafkaSourceStage
+from morpheus_ext.stages.output.kafka_sink import (
+    KafkaSinkStage,
+    dead_letter_messages,
+    score_messages,
+)
+from pipelines.kafka.config import KafkaSettings
+from pipelines.kafka.offsets import MEMBERSHIP_ERRORS, Delivery, OffsetTracker, commit_offsets
+from pipelines.kafka.summary import KafkaPipelineError, RunSummary
+
+log = logging.getLogger(__name__)
+
+LATENCY_SAMPLES_PER_BATCH = 256
+"""End-to-end latency is observed for an even sample of each batch (cheap at 100k events/s)."""
+
+Messages = list[tuple[bytes | None, bytes]]
+
+
+class DeliveryMode:
+    """What the runner needs from a delivery mode (both modes share the plumbing)."""
+
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        source: KafkaSourceStage,
+        sink: KafkaSinkStage,
+        summary: RunSummary,
+        metrics: PipelineMetrics,
+        abort: threading.Event,
+    ) -> None:
+        self.kafka = kafka
+        self.source = source
+        self.sink = sink
+        self.summary = summary
+        self.metrics = metrics
+        self.abort = abort
+
+    def start(self) -> None:
+        """Before the first batch."""
+
+    def emit(self, batch: ConsumedBatch, result: BatchResult) -> bool:
+        """Send the batch's outputs; False when it was not taken and must be read again."""
+        raise NotImplementedError
+
+    def service(self) -> None:
+        """Between batches: serve delivery reports (and commit what is done)."""
+        self.sink.poll(0)
+
+    def on_revoke(self, revoked: set[TP]) -> None:
+        """Partitions are leaving: settle what can be settled for them now, then forget them."""
+        self.forget(revoked)
+
+    def forget(self, revoked: set[TP]) -> None:
+        """Never commit for partitions we no longer own."""
+
+    def drain(self) -> None:
+        """At a clean stop: wait for acknowledgements and commit."""
+
+    def _messages(self, result: BatchResult) -> tuple[Messages, Messages]:
+        scores = score_messages(result.records)
+        dead = dead_letter_messages(result.dead_letters, self.kafka.dead_letter_max_bytes)
+        return scores, dead
+
+    def _count(self, batch: ConsumedBatch, result: BatchResult) -> None:
+        self.summary.count(len(batch), len(result.records), len(result.dead_letters))
+
+    def _observe(self, batch: ConsumedBatch, result: BatchResult, delivered_at: float) -> None:
+        n = len(result.records)
+        if n == 0 or result.raw is None or len(result.raw) != len(batch.raw):
+            return  # (a batch with isolated events: positions no longer line up; skip)
+        rows = result.record_positions()
+        step = max(1, n // LATENCY_SAMPLES_PER_BATCH)
+        hist = self.metrics.end_to_end_latency
+        stamps = batch.timestamps_ms
+        for i in range(0, n, step):
+            ts = stamps[rows[i]]
+            if ts > 0:
+                hist.observe(max(0.0, delivered_at - ts / 1000))
+
+
+class AtLeastOnce(DeliveryMode):
+    """Produce, then commit once the broker acknowledged every message (in batch order)."""
+
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        source: KafkaSourceStage,
+        sink: KafkaSinkStage,
+        summary: RunSummary,
+        metrics: PipelineMetrics,
+        abort: threading.Event,
+    ) -> None:
+        super().__init__(kafka, source, sink, summary, metrics, abort)
+        self.tracker = OffsetTracker()
+        self._pending_latency: deque[tuple[Delivery, ConsumedBatch, BatchResult]] = deque()
+
+    def emit(self, batch: ConsumedBatch, result: BatchResult) -> bool:
+        scores, dead = self._messages(result)
+        delivery = Delivery(dict(batch.next_offsets), len(batch))
+        delivery.remaining = len(scores) + len(dead)
+        if delivery.remaining == 0:  # nothing to send (cannot happen: every value has an output)
+            delivery.delivered_at = time.time()
+        self.tracker.add(delivery)
+        self.sink.produce_all(self.kafka.scores_topic, scores, delivery)
+        self.sink.produce_all(self.kafka.dead_letter_topic, dead, delivery)
+        self._count(batch, result)
+        self._pending_latency.append((delivery, batch, result))
+        self.sink.poll(0)
+        # The window: at most max_inflight_batches wait for acknowledgement.
+        while len(self.tracker) >= self.kafka.max_inflight_batches and not self.abort.is_set():
+            self.sink.poll(0.01)
+            self.commit_done()
+        return True
+
+    def service(self) -> None:
+        self.sink.poll(0)
+        self.commit_done()
+
+    def commit_done(self, asynchronous: bool = True) -> None:
+        """Commit, in batch order, every batch whose messages are all acknowledged."""
+        offsets = self.tracker.committable()
+        pending = self._pending_latency
+        while pending and pending[0][0].done:
+            delivery, batch, result = pending.popleft()
+            self._observe(batch, result, delivery.delivered_at)
+        if offsets and commit_offsets(self.source, offsets, asynchronous):
+            self.summary.commits += 1
+
+    def on_revoke(self, revoked: set[TP]) -> None:
+        if not self.abort.is_set():
+            self.sink.flush(self.kafka.drain_timeout_s)
+            try:
+                self.commit_done(asynchronous=False)
+            except KafkaPipelineError as exc:
+                # The failed batch stays first in line: the main loop raises it next.
+                log.debug("on revoke: %s", exc)
+        self.forget(revoked)
+
+    def forget(self, revoked: set[TP]) -> None:
+        self.tracker.forget(revoked)
+
+    def drain(self) -> None:
+        left = self.sink.flush(self.kafka.drain_timeout_s)
+        self.commit_done(asynchronous=False)
+        if left:
+            log.warning("%d messages unacknowledged after the drain timeout", left)
+
+
+class ExactlyOnce(DeliveryMode):
+    """One transaction per batch: records + dead letters + offsets, committed together."""
+
+    def start(self) -> None:
+        self.sink.init_transactions(self.kafka.transaction_timeout_s)
+
+    def emit(self, batch: ConsumedBatch, result: BatchResult) -> bool:
+        k = self.kafka
+        scores, dead = self._messages(result)
+        offsets = [TopicPartition(t, p, o) for (t, p), o in sorted(batch.next_offsets.items())]
+        for attempt in range(1, 4):
+            delivery = Delivery(dict(batch.next_offsets), len(batch))
+            delivery.remaining = len(scores) + len(dead)
+            try:
+                self.sink.begin_transaction()
+                self.sink.produce_all(k.scores_topic, scores, delivery)
+                self.sink.produce_all(k.dead_letter_topic, dead, delivery)
+                self.sink.send_offsets_to_transaction(
+                    offsets, self.source.consumer.consumer_group_metadata(), k.transaction_timeout_s
+                )
+                self._commit_transaction()
+            except KafkaException as exc:
+                err = exc.args[0]
+                if not err.txn_requires_abort():
+                    raise KafkaPipelineError(
+                        f"Kafka transaction failed ({err.str()}); nothing of the batch committed"
+                    ) from exc
+                self.summary.aborted_transactions += 1
+                log.warning("transaction aborted (%s); attempt %d", err.str(), attempt)
+                self.sink.abort_transaction(k.transaction_timeout_s)
+                if err.code() in MEMBERSHIP_ERRORS:
+                    break  # the group moved on: the partitions' owner re-reads the batch
+                continue
+            self.summary.commits += 1
+            self._count(batch, result)
+            self._observe(batch, result, time.time())
+            return True
+        # Not committed: read the batch again (if the partitions are still ours).
+        self.source.rewind(batch.first_offsets)
+        return False
+
+    def _commit_transaction(self) -> None:
+        timeout = self.kafka.transaction_timeout_s
+        while True:
+            try:
+                self.sink.commit_transaction(timeout)
+                return
+            except KafkaException as exc:
+                if exc.args[0].retriable() and not exc.args[0].txn_requires_abort():
+                    continue
+                raise
