@@ -5,6 +5,20 @@
 every runner (files, Kafka, the Morpheus stages) calls it, so the logic has one home.
 :func:`run_batches` keeps one batch in inference while it prepares the next: with Triton the
 featurizer and the server work at the same time.
+
+Example:
+
+>>> from morpheus_ext.feature_spec import load_spec
+>>> from morpheus_ext.model_repository import DEFAULT_REPOSITORY
+>>> from morpheus_ext.stages.inference.inprocess import InProcessEngine
+>>> from morpheus_ext.stages.input.sources import Origin, RawBatch
+>>> spec = load_spec("security_events")
+>>> pipeline = ScoringPipeline(
+...     Featurizer(spec), InProcessEngine(DEFAULT_REPOSITORY, spec.spec_hash))
+>>> event = b'{"event_id": "e1", "event_type": "auth", "timestamp": "2026-11-01T08:00:00Z"}'
+>>> result = pipeline.process(RawBatch([event, b"{"], [Origin("t", 0, 0), Origin("t", 0, 1)]))
+>>> [r["event_id"] for r in result.records], [d["stage"] for d in result.dead_letters]
+(['e1'], ['decode'])
 """
 
 from __future__ import annotations

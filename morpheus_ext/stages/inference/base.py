@@ -1,4 +1,15 @@
-"""The engine surface every inference backend (in-process ONNX Runtime, Triton) implements."""
+"""The engine surface every inference backend (in-process ONNX Runtime, Triton) implements.
+
+Example:
+
+>>> from morpheus_ext.model_repository import DEFAULT_REPOSITORY
+>>> from morpheus_ext.feature_spec import load_spec
+>>> from morpheus_ext.stages.inference.inprocess import InProcessEngine
+>>> spec_hash = load_spec("security_events").spec_hash
+>>> engine: InferenceEngine = InProcessEngine(DEFAULT_REPOSITORY, spec_hash)
+>>> engine.info.name, sorted(engine.infer(np.zeros((2, 256), np.float32)))[:3]
+('dfp_ensemble', ['ANOMALY_SCORE', 'FIELD_Z', 'IS_ANOMALY'])
+"""
 
 from __future__ import annotations
 

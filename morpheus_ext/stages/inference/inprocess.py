@@ -4,6 +4,15 @@ The same files Triton serves (``dfp_encoder/<v>/model.onnx``, ``dfp_autoencoder/
 and the same :func:`~morpheus_ext.stages.postprocess.postproc.postprocess` function, so the
 embedded default and
 the Triton path give the same score records. No server, no network: the demo's default.
+
+Example:
+
+>>> from morpheus_ext.feature_spec import load_spec
+>>> from morpheus_ext.model_repository import DEFAULT_REPOSITORY
+>>> engine = InProcessEngine(DEFAULT_REPOSITORY, load_spec("security_events").spec_hash)
+>>> out = engine.infer(np.zeros((3, 256), dtype=np.float32))
+>>> out["ANOMALY_SCORE"].shape, int(out["MODEL_VERSION"][0]) >= 1
+((3, 1), True)
 """
 
 from __future__ import annotations

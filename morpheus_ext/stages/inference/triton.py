@@ -19,6 +19,15 @@ What it guarantees the pipeline:
 
 Names and shapes stay those Morpheus' own TritonInferenceStage expects (one input with dims
 [256], ``max_batch_size > 0``, ``ANOMALY_SCORE`` mappable to ``probs``).
+
+Example:
+
+A server that is not there is one clear line, after ``connect_timeout_s``:
+
+>>> TritonEngine("127.0.0.1:1", "hash", connect_timeout_s=0.2)  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+morpheus_ext.stages.inference.triton.TritonEngineError: ...127.0.0.1:1...
 """
 
 from __future__ import annotations

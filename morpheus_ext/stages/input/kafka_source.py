@@ -9,6 +9,12 @@ turned into (``pipelines/kafka/offsets.py``). The sink is in
 
 Morpheus' own ``KafkaSourceStage`` commits right after parsing, so a crash loses the batch in
 flight; this stage is the same step with the commit moved behind delivery (docs/kafka.md).
+
+Example:
+
+>>> conf = consumer_config("127.0.0.1:9092", "secureai", {"fetch.wait.max.ms": 200})
+>>> conf["enable.auto.commit"], conf["fetch.wait.max.ms"], conf["isolation.level"]
+(False, 200, 'read_committed')
 """
 
 from __future__ import annotations

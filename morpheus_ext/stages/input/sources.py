@@ -2,6 +2,13 @@
 
 Every value keeps ``(source, partition, offset)`` so a rejected event can be traced back (for a
 file: the path, partition 0 and the 1-based line number; for Kafka: topic, partition, offset).
+
+Example:
+
+>>> import pandas as pd
+>>> batches = list(frame_source(pd.DataFrame({"user": ["alice", "bob", "carol"]}), 2))
+>>> [len(b) for b in batches], batches[0].values[0], batches[1].origins[0]
+([2, 1], b'{"user":"alice"}', Origin(source='memory', partition=0, offset=2))
 """
 
 from __future__ import annotations

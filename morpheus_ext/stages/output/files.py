@@ -2,6 +2,18 @@
 
 The file sinks write JSON Lines; the dead-letter record keeps the original bytes (as text when
 they are valid UTF-8, else base64), the origin and the reason, so nothing bad disappears.
+
+Example:
+
+>>> import json, tempfile
+>>> from morpheus_ext.stages.input.sources import Origin
+>>> path = Path(tempfile.mkdtemp()) / "dead.jsonl"
+>>> with JsonlSink(path) as sink:
+...     origin = Origin("events.jsonl", 0, 7)
+...     sink.write([dead_letter_record(b"oops", origin, "not JSON", "decode")])
+>>> row = json.loads(path.read_text())
+>>> row["source"], row["offset"], row["stage"], row["raw"]
+('events.jsonl', 7, 'decode', 'oops')
 """
 
 from __future__ import annotations

@@ -3,6 +3,13 @@
 An idempotent producer (``acks=all``, ordered retries), or a transactional one in exactly-once
 mode; ``produce`` never drops on a full queue. The runner commits the source offsets only after
 this stage's deliveries are acknowledged (``pipelines/kafka/``).
+
+Example:
+
+>>> score_messages([{"event_id": "e1", "anomaly_score": 0.5}])
+[(b'e1', b'{"event_id":"e1","anomaly_score":0.5}')]
+>>> dead_letter_key({"source": "events", "partition": 2, "offset": 41})
+b'events/2/41'
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The values score records are made of, per column: event times, reason values, JSON spellings.
+r"""The values score records are made of, per column: event times, reason values, JSON spellings.
 
 Both record writers (:mod:`morpheus_ext.stages.postprocess.records`: dicts, and column-wise JSON
 lines) take their values from here, so a value is spelled the same way in both: the JSON

@@ -6,6 +6,14 @@ per-value ``orjson`` path, which finds and names the bad values (same frame, sam
 
 Featurization (the second half of preprocessing) is
 :class:`morpheus_ext.stages.preprocess.featurizer.Featurizer`.
+
+Example:
+
+>>> from morpheus_ext.stages.input.sources import Origin, RawBatch
+>>> raw = RawBatch([b'{"user": "alice"}', b"not json"], [Origin("t", 0, 0), Origin("t", 0, 1)])
+>>> decoded = decode_batch(raw)
+>>> decoded.frame["user"].tolist(), [(r.position, r.reason[:12]) for r in decoded.rejects]
+(['alice'], [(1, 'invalid JSON')])
 """
 
 from __future__ import annotations
