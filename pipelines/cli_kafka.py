@@ -3,7 +3,7 @@
 :func:`register` adds them to the ``secureai`` parser (pipelines/cli.py); ``python -m
 pipelines.cli_kafka`` runs them on their own. Errors are one line (``secureai: error: ...``).
 
-* ``run --config configs/pipeline.yml`` — the streaming pipeline (pipelines/kafka.py);
+* ``run --config configs/pipeline.yml`` — the streaming pipeline (pipelines/kafka/runner.py);
   SIGTERM/Ctrl-C drains and commits, a second signal stops at once.
 * ``produce --topic T [--events N | --file F.jsonl] [--rate R]`` — stream synthetic or file
   events into a topic at a target rate, with a progress bar.

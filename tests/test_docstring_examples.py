@@ -25,6 +25,7 @@ NO_EXAMPLE = {
     "morpheus_ext.stages.postprocess.fingerprint.config": "fingerprint internals: see baselines",
     "morpheus_ext.stages.postprocess.fingerprint.index": "fingerprint internals: see baselines",
     "morpheus_ext.stages.postprocess.fingerprint.reason_fragments": "internals: see records",
+    "morpheus_ext.stages.postprocess.record_reasons": "internals of records: see records",
     "morpheus_ext.stages.postprocess.fingerprint.reasons": "fingerprint internals: see records",
     "morpheus_ext.stages.postprocess.fingerprint.scoring": "fingerprint internals: see baselines",
     "morpheus_ext.stages.postprocess.fingerprint.state": "fingerprint internals: see baselines",

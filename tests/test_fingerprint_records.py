@@ -18,7 +18,7 @@ import pytest
 
 from morpheus_ext.feature_spec import load_spec
 from morpheus_ext.stages.inference.inprocess import InProcessEngine
-from morpheus_ext.stages.postprocess import records as records_module
+from morpheus_ext.stages.postprocess import record_reasons as records_module
 from morpheus_ext.stages.postprocess.fingerprint import EntityBaselines, FingerprintConfig
 from morpheus_ext.stages.postprocess.fingerprint.reason_fragments import _escape, _fixed
 from morpheus_ext.stages.postprocess.records import ScoreRecords, build_records, build_score_records

@@ -58,6 +58,10 @@ class DeliveryMode:
         self.summary = summary
         self.metrics = metrics
         self.abort = abort
+        self._setup()
+
+    def _setup(self) -> None:
+        """The mode's own state (a hook, so subclasses keep the one constructor)."""
 
     def start(self) -> None:
         """Before the first batch."""
@@ -105,16 +109,7 @@ class DeliveryMode:
 class AtLeastOnce(DeliveryMode):
     """Produce, then commit once the broker acknowledged every message (in batch order)."""
 
-    def __init__(
-        self,
-        kafka: KafkaSettings,
-        source: KafkaSourceStage,
-        sink: KafkaSinkStage,
-        summary: RunSummary,
-        metrics: PipelineMetrics,
-        abort: threading.Event,
-    ) -> None:
-        super().__init__(kafka, source, sink, summary, metrics, abort)
+    def _setup(self) -> None:
         self.tracker = OffsetTracker()
         self._pending_latency: deque[tuple[Delivery, ConsumedBatch, BatchResult]] = deque()
 

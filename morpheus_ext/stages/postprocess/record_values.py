@@ -22,9 +22,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from morpheus_ext.backend import to_host_array
+from morpheus_ext.stages.inference.base import ModelInfo
 from morpheus_ext.stages.postprocess.fingerprint.reason_fragments import escaped
+from morpheus_ext.stages.postprocess.fingerprint.scoring import FingerprintScores
 from morpheus_ext.stages.preprocess.featurizer import (
     FeaturizedBatch,
+    Featurizer,
     canonical_str,
     iso_epoch_seconds,
 )
@@ -257,3 +260,65 @@ def json_values(cols: BatchColumns, name: str, kind: str) -> tuple[pa.Array, np.
     codes, uniques = cols.factorized(name)
     spelled = [orjson.dumps(canonical_str(u)).decode() for u in uniques] + ["null"]
     return pa.array(spelled, type=pa.string()), np.where(codes < 0, len(uniques), codes)
+
+
+class RecordInputs:
+    """What one batch's records are made of, with the shared column work done once."""
+
+    def __init__(
+        self,
+        batch: FeaturizedBatch,
+        outputs: dict[str, np.ndarray],
+        featurizer: Featurizer,
+        model: ModelInfo,
+        scored_at: str,
+        fingerprint: FingerprintScores | None,
+    ) -> None:
+        self.batch = batch
+        self.outputs = outputs
+        self.featurizer = featurizer
+        self.spec = featurizer.spec
+        self.model = model
+        self.scored_at = scored_at
+        self.fingerprint = fingerprint
+        self.n = len(batch.frame)
+        self.columns = BatchColumns(batch, self.spec.timestamp)
+        self._entities: pa.Array | None = None
+        self._ids: pa.Array | None = None
+        self.cache: dict[str, Any] = {}
+        """Per-batch results a writer computes once (e.g. the reasons' JSON pieces)."""
+
+    def output(self, name: str) -> np.ndarray:
+        return np.asarray(self.outputs[name]).reshape(-1)
+
+    def entities(self) -> pa.Array:
+        if self._entities is None:
+            self._entities = texts(self.featurizer.entities(self.batch.frame))
+        return self._entities
+
+    def event_ids(self) -> pa.Array:
+        if self._ids is None:
+            self._ids = column_texts(self.batch.frame, self.spec.event_id)
+        return self._ids
+
+    def event_times(self) -> pa.Array:
+        return column_texts(self.batch.frame, self.spec.timestamp)
+
+    def top_fields(self) -> np.ndarray:
+        """Per row, the fields its reasons name: the baselines' ranking when they explain the
+        batch, else the ensemble's ``TOP_FIELDS``."""
+        fp = self.fingerprint
+        return self.outputs["TOP_FIELDS"] if fp is None or fp.reasons is None else fp.reasons.fields
+
+    def top_z(self) -> np.ndarray:
+        top = self.top_fields()
+        z = (
+            np.asarray(self.outputs["TOP_Z"])
+            if top is self.outputs["TOP_FIELDS"]
+            else np.take_along_axis(np.asarray(self.outputs["FIELD_Z"]), top.astype(np.int64), 1)
+        )
+        return np.round(z.astype(np.float64), 3)
+
+    def feature_spec(self) -> dict[str, Any]:
+        spec = self.spec
+        return {"name": spec.name, "version": spec.version, "hash": spec.spec_hash}

@@ -45,100 +45,29 @@ import pyarrow.compute as pc
 from morpheus_ext.stages.inference.base import ModelInfo
 from morpheus_ext.stages.postprocess.fingerprint.reason_fragments import (
     fingerprint_json,
-    reason_fragments,
 )
 from morpheus_ext.stages.postprocess.fingerprint.reasons import entity_reasons, rounded_lists
 from morpheus_ext.stages.postprocess.fingerprint.scoring import FingerprintScores
+from morpheus_ext.stages.postprocess.record_reasons import ReasonsJson, reason_dicts
 from morpheus_ext.stages.postprocess.record_values import (
     JSON_BOOLS,
-    BatchColumns,
-    column_texts,
-    display_values,
-    field_names,
-    field_values,
+    RecordInputs,
     join_texts,
     json_floats,
     json_floats_or_one,
     json_texts,
-    json_values,
     pybytes,
-    reason_heads,
     replace_at,
-    texts,
 )
 from morpheus_ext.stages.preprocess.featurizer import FeaturizedBatch, Featurizer
 
 SCHEMA_PATH = Path(__file__).parents[2] / "schemas" / "score_record.json"
 RECORD_VERSION = 1
-DICT_RECORDS_UP_TO = 0.25
-"""Up to this share of a batch explained (fingerprint reasons in words, typically the few
-flagged records), :class:`ScoreRecords` writes those records from dicts; above it, column-wise
-(Arrow kernels cost the same per call for 100 rows as for 4000)."""
 
 
 @cache
 def score_record_schema() -> dict[str, Any]:
     return dict(json.loads(SCHEMA_PATH.read_text()))
-
-
-class RecordInputs:
-    """What one batch's records are made of, with the shared column work done once."""
-
-    def __init__(
-        self,
-        batch: FeaturizedBatch,
-        outputs: dict[str, np.ndarray],
-        featurizer: Featurizer,
-        model: ModelInfo,
-        scored_at: str,
-        fingerprint: FingerprintScores | None,
-    ) -> None:
-        self.batch = batch
-        self.outputs = outputs
-        self.featurizer = featurizer
-        self.spec = featurizer.spec
-        self.model = model
-        self.scored_at = scored_at
-        self.fingerprint = fingerprint
-        self.n = len(batch.frame)
-        self.columns = BatchColumns(batch, self.spec.timestamp)
-        self._entities: pa.Array | None = None
-        self._ids: pa.Array | None = None
-
-    def output(self, name: str) -> np.ndarray:
-        return np.asarray(self.outputs[name]).reshape(-1)
-
-    def entities(self) -> pa.Array:
-        if self._entities is None:
-            self._entities = texts(self.featurizer.entities(self.batch.frame))
-        return self._entities
-
-    def event_ids(self) -> pa.Array:
-        if self._ids is None:
-            self._ids = column_texts(self.batch.frame, self.spec.event_id)
-        return self._ids
-
-    def event_times(self) -> pa.Array:
-        return column_texts(self.batch.frame, self.spec.timestamp)
-
-    def top_fields(self) -> np.ndarray:
-        """Per row, the fields its reasons name: the baselines' ranking when they explain the
-        batch, else the ensemble's ``TOP_FIELDS``."""
-        fp = self.fingerprint
-        return self.outputs["TOP_FIELDS"] if fp is None or fp.reasons is None else fp.reasons.fields
-
-    def top_z(self) -> np.ndarray:
-        top = self.top_fields()
-        z = (
-            np.asarray(self.outputs["TOP_Z"])
-            if top is self.outputs["TOP_FIELDS"]
-            else np.take_along_axis(np.asarray(self.outputs["FIELD_Z"]), top.astype(np.int64), 1)
-        )
-        return np.round(z.astype(np.float64), 3)
-
-    def feature_spec(self) -> dict[str, Any]:
-        spec = self.spec
-        return {"name": spec.name, "version": spec.version, "hash": spec.spec_hash}
 
 
 Values = Callable[[RecordInputs], Any]
@@ -220,7 +149,7 @@ RECORD_FIELDS: tuple[RecordField, ...] = (
     ),
     RecordField("mean_abs_z", _outputs_list("MEAN_ABS_Z"), _outputs_json("MEAN_ABS_Z")),
     RecordField("max_abs_z", _outputs_list("MAX_ABS_Z"), _outputs_json("MAX_ABS_Z")),
-    RecordField("reasons", lambda r: _reason_dicts(r), lambda r: _ReasonsJson(r).pieces()),
+    RecordField("reasons", reason_dicts, lambda r: _reasons_json(r).pieces()),
     RecordField("model", _model_values, _model_json),
     RecordField(
         "feature_spec",
@@ -275,6 +204,15 @@ RECORD_FIELDS: tuple[RecordField, ...] = (
 """Every top-level field of a score record, in the order records are written."""
 
 
+def _reasons_json(r: RecordInputs) -> ReasonsJson:
+    """The reasons' JSON pieces, one object per batch (it also says which rows it left to the
+    dict writer)."""
+    found = r.cache.get("reasons")
+    if found is None:
+        found = r.cache["reasons"] = ReasonsJson(r)
+    return found
+
+
 def _fields(fingerprint: FingerprintScores | None) -> tuple[RecordField, ...]:
     return tuple(f for f in RECORD_FIELDS if fingerprint is not None or not f.fingerprint)
 
@@ -310,27 +248,6 @@ def build_records(
     finally:
         if collecting:
             gc.enable()
-
-
-def _reason_dicts(r: RecordInputs) -> list[list[dict[str, Any]]]:
-    """Per row, its reasons: ``{"field", "value", "z"}`` for each of its top fields."""
-    fields = r.spec.layout.fields
-    top_fields = r.top_fields()
-    top = top_fields.tolist()
-    top_z = r.top_z().tolist()
-    # Values are looked up only for fields that appear in some row's top-k.
-    values = {
-        f: field_values(r.columns, fields[f].name, fields[f].kind)
-        for f in np.unique(top_fields).tolist()
-    }
-    names = [f.name for f in fields]
-    return [
-        [
-            {"field": names[f], "value": values[f][i], "z": z}
-            for f, z in zip(top[i], top_z[i], strict=True)
-        ]
-        for i in range(r.n)
-    ]
 
 
 def _now() -> str:
@@ -451,18 +368,13 @@ class ScoreRecords(Sequence[dict[str, Any]]):
     def _json_array(self, newline: bool) -> pa.StringArray:
         inputs = self._inputs
         parts: list[Any] = []
-        reasons: _ReasonsJson | None = None
         for i, field in enumerate(_fields(self.fingerprint)):
             parts.append(("{" if i == 0 else ",") + orjson.dumps(field.name).decode() + ":")
-            if field.name == "reasons":  # keeps which rows it left for the dict writer
-                reasons = _ReasonsJson(inputs)
-                piece: Any = reasons.pieces()
-            else:
-                piece = field.json(inputs)
+            piece = field.json(inputs)
             parts += piece if isinstance(piece, list) else [piece]
         parts.append("}\n" if newline else "}")
         lines = join_texts(*parts)
-        by_dict = reasons.by_dict if reasons is not None else np.empty(0, dtype=np.int64)
+        by_dict = _reasons_json(inputs).by_dict  # explained rows left to the dict writer
         if len(by_dict):
             said = self._explained_lines(lines.take(by_dict), by_dict, newline)
             lines = replace_at(lines, by_dict, said)
@@ -480,98 +392,3 @@ class ScoreRecords(Sequence[dict[str, Any]]):
         entity_reasons(records, self.fingerprint.take(rows), names)
         end = b"\n" if newline else b""
         return [(orjson.dumps(r) + end).decode() for r in records]
-
-
-class _ReasonsJson:
-    """The ``reasons`` array of every row as JSON pieces; with baselines, the reasons' texts too
-    (column-wise for many explained rows; a few are left in :attr:`by_dict` for the dict
-    writer, which is faster for them)."""
-
-    def __init__(self, inputs: RecordInputs) -> None:
-        self.inputs = inputs
-        self.by_dict = np.empty(0, dtype=np.int64)
-
-    def pieces(self) -> list[Any]:
-        r = self.inputs
-        n = r.n
-        fields = r.spec.layout.fields
-        fp = r.fingerprint
-        explained = fp.reasons if fp is not None else None
-        top = np.asarray(r.top_fields()).astype(np.int64).reshape(n, -1)
-        top_z = r.top_z().reshape(n, -1)
-        parts: list[Any] = ["["]
-        k = top.shape[1]
-        if not k:
-            return [*parts, "]"]
-        used = np.unique(top)
-        slot = np.zeros(max(len(fields), int(used.max()) + 1), dtype=np.int64)
-        slot[used] = np.arange(len(used))
-        cols = r.columns
-        fragments, where = zip(
-            *[json_values(cols, fields[f].name, fields[f].kind) for f in used.tolist()],
-            strict=True,
-        )
-        values = pa.concat_arrays(list(fragments))
-        starts = np.cumsum([0] + [len(x) for x in fragments[:-1]])
-        value_at = np.stack(where) + starts[:, None]  # [used field, row] -> index in values
-        names = reason_heads(tuple(f.name for f in fields))
-        rows = np.arange(n, dtype=np.int64)
-        ends: list[list[Any]] = [["}"]] * k
-        ex = np.flatnonzero(explained.explained) if explained is not None else rows[:0]
-        if len(ex) <= n * DICT_RECORDS_UP_TO:
-            self.by_dict = ex  # a few explained rows: their records as dicts, patched in later
-        elif len(ex):  # the fingerprint's text and numbers, column-wise too
-            assert fp is not None
-            ends = self._texts(fp, top, top_z, ex, used, slot)
-        for j in range(k):
-            if j:
-                parts.append(",")
-            parts += [
-                names.take(top[:, j]),
-                values.take(value_at[slot[top[:, j]], rows]),
-                ',"z":',
-                json_floats(top_z[:, j]),
-                *ends[j],
-            ]
-        parts.append("]")
-        return parts
-
-    def _texts(
-        self,
-        fp: FingerprintScores,
-        top: np.ndarray,
-        top_z: np.ndarray,
-        ex: np.ndarray,
-        used: np.ndarray,
-        slot: np.ndarray,
-    ) -> list[list[Any]]:
-        """Per reason slot, the JSON pieces that end each reason: its text and numbers."""
-        r = self.inputs
-        n, k = r.n, top.shape[1]
-        fields = r.spec.layout.fields
-        shown = [display_values(r.columns, fields[f].name, fields[f].kind) for f in used.tolist()]
-        strings = pa.concat_arrays([t for t, _ in shown])
-        numbers = np.concatenate([x for _, x in shown])
-        is_num = np.array([fields[f].kind == "numeric" for f in range(len(fields))])
-        every = len(ex) == n
-        sub = top if every else top[ex]
-        at = [slot[sub[:, j]] * n + ex for j in range(k)]
-        entities = r.entities()
-        frags = reason_fragments(
-            fp if every else fp.take(ex),
-            [field_names(tuple(f.name for f in fields)).take(sub[:, j]) for j in range(k)],
-            [strings.take(a) for a in at],
-            [numbers[a] for a in at],
-            [is_num[sub[:, j]] for j in range(k)],
-            entities if every else entities.take(ex),
-            top_z if every else top_z[ex],
-        )
-        if every:
-            return [[',"text":"', text, '"', detail, "}"] for text, detail in frags]
-        back = np.full(n, -1, dtype=np.int64)  # the other rows' reasons end after "z"
-        back[ex] = np.arange(len(ex))
-        spread = pa.array(back, mask=back < 0)
-        return [
-            [pc.fill_null(join_texts(',"text":"', t, '"', d).take(spread), ""), "}"]
-            for t, d in frags
-        ]
