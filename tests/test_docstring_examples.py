@@ -17,9 +17,9 @@ from .conftest import REPO_ROOT
 MUST_HAVE_EXAMPLES = ("morpheus_ext/stages", "morpheus_ext/pipeline.py", "pipelines/kafka")
 NO_EXAMPLE = {
     "morpheus_ext.stages.postprocess.triton_postproc": "runs only inside Triton's python backend",
-    "morpheus_ext.stages.inference.cuda_shm": "needs a CUDA GPU (tests/test_triton_cuda_shm.py)",
-    "pipelines.kafka.runner": "needs a broker (tests/test_kafka_pipeline.py)",
-    "pipelines.kafka.delivery": "needs a broker (tests/test_kafka_pipeline.py)",
+    "morpheus_ext.stages.inference.cuda_shm": "needs a CUDA GPU (test_triton_cuda_shm.py)",
+    "pipelines.kafka.runner": "needs a broker (tests/pipelines/test_kafka_pipeline.py)",
+    "pipelines.kafka.delivery": "needs a broker (tests/pipelines/test_kafka_pipeline.py)",
     "pipelines.kafka.config": "a typed config (configs/pipeline.yml is its example)",
     "morpheus_ext.stages.postprocess.fingerprint.batch": "fingerprint internals: see baselines",
     "morpheus_ext.stages.postprocess.fingerprint.config": "fingerprint internals: see baselines",

@@ -11,7 +11,8 @@ scores on a fixed public batch that agree closely, rank the events the same way 
 same events at a calibrated threshold within a small relative band.
 
 The tolerances sit far below what a real change of training does (another seed or learning
-rate fails every score check by an order of magnitude; tests/test_reproducibility.py shows it).
+rate fails every score check by an order of magnitude;
+tests/modelling/test_reproducibility.py shows it).
 
 Example (any repository is equivalent to itself):
 

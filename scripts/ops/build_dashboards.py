@@ -6,7 +6,7 @@
 The JSON files are what Grafana provisions (docker-compose, Helm); this script keeps their
 layout uniform and their queries in one readable place. Every query is checked against a real
 Prometheus scraping a running pipeline, Triton and a federated-metrics endpoint
-(tests/test_ops_dashboards.py). Metric names: morpheus_ext/prometheus_metrics.py (pipeline),
+(tests/ops/test_ops_dashboards.py). Metric names: morpheus_ext/prometheus_metrics.py (pipeline),
 pipelines/rest/prometheus_metrics.py (REST API), federated/prometheus_metrics.py (FL), Triton's own
 ``nv_*``.
 ``$__rate_interval`` is Grafana's; the test substitutes a window.

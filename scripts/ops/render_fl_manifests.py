@@ -6,7 +6,7 @@
 ``federated/deployment.yaml`` (the SuperLink Deployment, running the ServerApp) and
 ``federated/service.yaml`` (its Service) are the chart's own objects rendered with
 :data:`SEED_VALUES` by a real Helm engine (``helm-python-sdk``), so the two can never drift
-(tests/test_ops_helm.py runs ``--check``). For everything else, install the chart.
+(tests/ops/test_ops_helm.py runs ``--check``). For everything else, install the chart.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ from morpheus_ext.stages.postprocess.fingerprint.scoring import FingerprintScore
 # Arrow string kernel per piece of a sentence, numbers spelled by vectorised rounding (Python's
 # own formatting only for the rare values where float rounding could tip a digit, and once per
 # distinct value where the spelling has no cheap vectorised form). Byte for byte what
-# ``orjson.dumps`` writes of the dicts (tests/test_fingerprint_records.py).
+# ``orjson.dumps`` writes of the dicts (tests/morpheus_ext/test_fingerprint_records.py).
 
 _S = pa.string()
 

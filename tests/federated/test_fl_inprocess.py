@@ -1,0 +1,261 @@
+"""The real ServerApp logic and the real ClientApp handlers, wired in-process (no Flower processes).
+
+``LoopbackGrid`` delivers each message to ``federated.client``'s handler with a per-node
+``Context`` (its ``state`` kept across rounds, as Flower does), turns exceptions into error
+replies and can drop a site's reply *after* it trained (a straggler past the round timeout).
+Fast enough for the unit suite; the integration tests run the same code under Flower.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from flwr.app import Context, Error, Message, RecordDict
+from flwr.serverapp import Grid
+from flwr.supercore.task_identity import TaskIdentity
+from opacus.accountants import RDPAccountant
+
+from federated import client
+from federated.config import FLConfig, merge_overrides
+from federated.launcher import free_port
+from federated.ledger import PrivacyBudgetExceeded
+from federated.protocol import RUN_CONFIG_PATH, RUN_DIR
+from federated.runs import prepare_run_dir, read_rounds
+from federated.server import RESULT_FILE, run_federated
+from federated.site_round import Site
+from federated.site_split import fit_public_inputs, load_federated_data
+from modelling.checkpoint import CHECKPOINT_DIR, load_checkpoint
+from morpheus_ext.config_io import load_config
+from morpheus_ext.stages.inference.inprocess import InProcessEngine
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow  # a few seconds per run (export included); no external services
+HANDLERS: dict[str, Callable[[Message, Context], Message]] = {
+    "train": client.train,
+    "evaluate": client.evaluate,
+    "query": client.query,
+}
+
+
+class LoopbackGrid(Grid):
+    """A Grid whose nodes are this process's ClientApp handlers."""
+
+    def __init__(
+        self,
+        n_sites: int,
+        run_config: dict[str, Any],
+        late: Callable[[int, str], bool] = lambda site, kind: False,
+        on_round: Callable[[int], None] | None = None,
+        node_ids: list[int] | None = None,
+    ) -> None:
+        ids = node_ids or [100 + i for i in range(n_sites)]
+        self.contexts = {
+            ids[i]: Context(
+                run_id=1,
+                node_id=ids[i],
+                node_config={"partition-id": i, "num-partitions": n_sites},
+                state=RecordDict(),
+                run_config=run_config,
+            )
+            for i in range(n_sites)
+        }
+        self.late = late
+        self.on_round = on_round
+        self.train_calls = 0
+
+    def set_run(self, run: Any) -> None:  # pragma: no cover - not used in-process
+        pass
+
+    @property
+    def run(self) -> Any:  # pragma: no cover
+        raise NotImplementedError
+
+    def create_message(self, *args: Any, **kwargs: Any) -> Message:  # pragma: no cover
+        raise NotImplementedError
+
+    def get_node_ids(self) -> Iterable[int]:
+        return list(self.contexts)
+
+    def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:  # pragma: no cover
+        raise NotImplementedError
+
+    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:  # pragma: no cover
+        raise NotImplementedError
+
+    def send_and_receive(
+        self, messages: Iterable[Message], *, timeout: float | None = None
+    ) -> Iterable[Message]:
+        replies = []
+        for msg in messages:
+            kind = msg.metadata.message_type
+            context = self.contexts[msg.metadata.dst_node_id]
+            site = int(context.node_config["partition-id"])
+            if kind == "train" and self.on_round is not None:
+                self.on_round(int(msg.content["config"]["server-round"]))  # type: ignore[arg-type]
+            try:
+                reply = HANDLERS[kind](msg, context)
+            except Exception as exc:
+                reply = Message(Error(code=1, reason=f"{type(exc).__name__}: {exc}"), reply_to=msg)
+            if not self.late(site, kind):
+                replies.append(reply)
+        return replies
+
+
+@pytest.fixture(autouse=True)
+def _task_identity() -> Iterator[None]:
+    """Messages are stamped with the running task's identity; Flower sets it in its processes."""
+    TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 0, 1
+    yield
+    TaskIdentity.run_id = TaskIdentity.node_id = TaskIdentity.task_id = None  # type: ignore[assignment]
+
+
+def small_config(tmp: Path, **overrides: Any) -> FLConfig:
+    """configs/fed_dp_small.yml on a quarter of the data, batch 128 (seconds per run)."""
+    doc = yaml.safe_load((REPO / "configs" / "fed_dp_small.yml").read_text())
+    doc["data"]["train"]["synthetic"]["n_events"] = 4000
+    doc["data"]["test"] = None
+    doc["public"]["source"]["synthetic"]["n_events"] = 1000
+    doc = merge_overrides(
+        doc, {"local": {"batch_size": 128}, "runs_dir": str(tmp / "runs"), **overrides}
+    )
+    return FLConfig.model_validate(doc)
+
+
+def run_inprocess(config: FLConfig, tmp: Path, **grid_kwargs: Any) -> tuple[Path, dict[str, Any]]:
+    config, run_dir = prepare_run_dir(config, tmp / "run")
+    run_config = {RUN_CONFIG_PATH: str(run_dir / "config.yaml"), RUN_DIR: str(run_dir)}
+    grid = LoopbackGrid(config.sites.n_sites, run_config, **grid_kwargs)
+    result = run_federated(grid, load_config(run_dir / "config.yaml", FLConfig), run_dir, 7)
+    return run_dir, result
+
+
+def test_run_counts_failures_and_stragglers_and_exports(tmp_path: Path) -> None:
+    port = free_port()
+    config = small_config(
+        tmp_path,
+        stragglers={"drop_sites": [1]},
+        monitoring={"metrics_port": port},
+    )
+    scraped: dict[int, str] = {}
+
+    def scrape(server_round: int) -> None:
+        if server_round == 3 and 3 not in scraped:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                scraped[3] = r.read().decode()
+
+    run_dir, result = run_inprocess(
+        config,
+        tmp_path,
+        late=lambda site, kind: site == 2 and kind == "train",  # site 2 always answers late
+        on_round=scrape,
+    )
+    assert result["status"] == "completed"
+    assert json.loads((run_dir / RESULT_FILE).read_text())["status"] == "completed"
+    rounds = read_rounds(run_dir)
+    assert [r["round"] for r in rounds] == [1, 2, 3]
+    for r in rounds:
+        assert (r["sampled"], r["returned"], r["failed"], r["timed_out"]) == (3, 1, 1, 1)
+        assert "drop" in r["failures"][0]
+        assert r["sites_returned"] == [0]
+    assert rounds[-1]["validation_loss"] < rounds[0]["validation_loss"]
+
+    # The straggler trained (and spent privacy) even though its updates arrived too late.
+    dp = result["dp"]
+    assert dp["sites"]["1"]["steps"] == 0 and dp["epsilon_spent"]["1"] == 0.0
+    for site in ("0", "2"):
+        s = dp["sites"][site]
+        assert s["rounds_trained"] == 3
+        acc = RDPAccountant()
+        acc.history = [(s["noise_multiplier"], s["sample_rate"], s["steps"])]
+        assert abs(dp["epsilon_spent"][site] - acc.get_epsilon(dp["delta"])) < 1e-6
+        assert dp["epsilon_spent"][site] <= config.privacy.target_epsilon
+
+    prom = (run_dir / "metrics.prom").read_text()
+    assert "secureai_fl_round 3.0" in prom
+    assert 'secureai_fl_round_clients{state="timed_out"} 1.0' in prom
+    assert 'secureai_fl_epsilon{site="2"}' in prom
+    assert "secureai_fl_round 2.0" in scraped[3]  # the endpoint served during round 3
+
+    repo = run_dir / "model_repository"
+    manifest = json.loads((repo / "dfp_autoencoder" / "1" / "manifest.json").read_text())
+    assert manifest["fl_run_id"] == run_dir.name and manifest["rounds"] == 3
+    assert manifest["dp"]["accountant"] == "rdp" and manifest["dp"]["max_grad_norm"] == 0.05
+    assert result["onnx_parity_max_abs_diff"] < 1e-4
+    spec_hash = manifest["feature_spec_hash"]
+    engine = InProcessEngine(repo, spec_hash)
+    public = fit_public_inputs(config.public.source, load_federated_data(config).spec, "normal")
+    assert int(engine.infer(public.raw[:4])["MODEL_VERSION"][0]) == 1
+    checkpoint = load_checkpoint(run_dir / CHECKPOINT_DIR)
+    assert checkpoint.provenance["fl_run_id"] == run_dir.name
+    assert checkpoint.provenance["dp"]["epsilon_spent"] == dp["epsilon_spent"]
+
+
+def test_partial_participation_and_dropouts_repeat_with_the_seed(tmp_path: Path) -> None:
+    """Same seed, same sites sampled and same numbers, even though node ids differ per run
+    (they are random in Flower): sampling follows site order (federated.sampling)."""
+    overrides = {
+        "federation": {"rounds": 3, "fraction_train": 0.67, "min_train_clients": 2},
+        "stragglers": {"drop_probability": 0.3},
+    }
+    runs = []
+    for i, ids in enumerate(([100, 101, 102], [907, 55, 311])):
+        config = small_config(tmp_path / str(i), **overrides)
+        run_dir, _ = run_inprocess(config, tmp_path / str(i), node_ids=ids)
+        runs.append(read_rounds(run_dir))
+    keys = ("sampled", "returned", "failed", "sites_returned", "train_loss", "validation_loss")
+    assert [[r[k] for k in keys] for r in runs[0]] == [[r[k] for k in keys] for r in runs[1]]
+    assert all(r["sampled"] == 2 for r in runs[0])
+    assert len({tuple(r["sites_returned"]) for r in runs[0]}) > 1  # not always the same sites
+
+
+def test_dp_off_is_a_config_switch(tmp_path: Path) -> None:
+    config = small_config(
+        tmp_path, privacy={"enabled": False}, strategy={"name": "fedavg"}, federation={"rounds": 2}
+    )
+    run_dir, result = run_inprocess(config, tmp_path)
+    assert result["dp"] is None
+    manifest = json.loads(
+        (run_dir / "model_repository/dfp_autoencoder/1/manifest.json").read_text()
+    )
+    assert manifest["dp"] is None and manifest["strategy"] == "fedavg"
+    ledger = json.loads((run_dir / "ledger" / "site-0.json").read_text())
+    assert ledger["runs"][run_dir.name]["epsilon"] is None and ledger["spent_epsilon"] == 0.0
+    rounds = read_rounds(run_dir)
+    assert rounds[-1]["validation_loss"] < rounds[0]["validation_loss"]
+
+
+def test_ledger_stops_a_site_once_its_budget_is_spent(tmp_path: Path) -> None:
+    config = small_config(
+        tmp_path,
+        federation={"rounds": 4},
+        privacy={"target_epsilon": 3.0, "site_budget_epsilon": 2.5},
+    )
+    data = load_federated_data(config)
+    public = fit_public_inputs(config.public.source, data.spec, "normal")
+    site = Site(config, 0, public.normalizer, tmp_path / "ledger")
+    from modelling.models import build_autoencoder
+
+    weights = build_autoencoder(config.model, data.spec.tensor_width, seed=0).state_dict()
+    dp = None
+    trained = []
+    with pytest.raises(PrivacyBudgetExceeded, match="site site-0 refuses round 3 of run run-a"):
+        for server_round in range(1, 5):
+            update, dp = site.train(weights, server_round, "run-a", dp)
+            weights = update.state_dict
+            trained.append(server_round)
+    assert trained == [1, 2]
+    assert dp is not None and dp.rounds == [1, 2]  # the refused round spent nothing
+    ledger = json.loads(site.ledger_path.read_text())
+    assert ledger["spent_epsilon"] == pytest.approx(dp.epsilon())
+    assert ledger["spent_epsilon"] <= 2.5 < dp.projected_epsilon(round(1 / dp.sample_rate))
+
+    # A later run on the same site starts with what is left: 2.5 - eps(run-a) is not enough
+    # for one more round at this noise level, so it is refused at once.
+    with pytest.raises(PrivacyBudgetExceeded, match="refuses round 1 of run run-b"):
+        site.train(weights, 1, "run-b", None)

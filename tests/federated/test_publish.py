@@ -1,0 +1,271 @@
+"""Publishing model versions into a repository served by a real Triton (explicit/poll modes)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pandas as pd
+import pytest
+import torch
+from onnx import numpy_helper
+
+from federated.publish import (
+    PAUSE_ENV,
+    PublishConfig,
+    PublishRefused,
+    TritonControl,
+    _validate,
+    publish,
+    rollback,
+    served_version,
+    verify,
+)
+from modelling.checkpoint import (
+    CHECKPOINT_DIR,
+    Checkpoint,
+    normalizer_from_encoder,
+    save_checkpoint,
+)
+from modelling.config import ModelConfig, TrainConfig
+from modelling.models import build_autoencoder
+from modelling.training import fit_autoencoder
+from morpheus_ext.feature_spec import load_spec
+from morpheus_ext.model_repository import AUTOENCODER, ModelRepository
+from morpheus_ext.stages.preprocess.featurizer import Featurizer
+from synthetic import SyntheticConfig, generate
+
+from ..conftest import REPO_ROOT, triton_harness
+
+SPEC = load_spec("security_events")
+COMMITTED = REPO_ROOT / "triton_model_repository"
+
+
+def served_checkpoint(repo: Path, fine_tune_on: pd.DataFrame | None = None) -> Checkpoint:
+    """The served version 1 as a checkpoint (weights from its ONNX), optionally fine-tuned."""
+    weights = {
+        i.name: numpy_helper.to_array(i)
+        for i in onnx.load(str(repo / AUTOENCODER / "1" / "model.onnx")).graph.initializer
+    }
+    model = build_autoencoder(ModelConfig())
+    model.load_state_dict(
+        {
+            k.removeprefix("autoencoder."): torch.from_numpy(v.copy())
+            for k, v in weights.items()
+            if k.startswith("autoencoder.")
+        }
+    )
+    normalizer = normalizer_from_encoder(repo / "dfp_encoder" / "1" / "model.onnx")
+    if fine_tune_on is not None:
+        fz = Featurizer(SPEC)
+        batch = fz.transform(fine_tune_on)
+        x = normalizer.transform(np.asarray(batch.tensor)[fz.labels(batch.frame) == 0])
+        fit_autoencoder(model, x[:-500], x[-500:], TrainConfig(epochs=1, seed=3, threads=1))
+    return Checkpoint(
+        ModelConfig(),
+        model.state_dict(),
+        normalizer,
+        SPEC.name,
+        SPEC.spec_hash,
+        {"run_id": "test-fine-tune", "rounds": 2, "dp": {"epsilon_spent": 3.0}},
+    )
+
+
+def untrained_checkpoint(repo: Path) -> Checkpoint:
+    model = build_autoencoder(ModelConfig(), seed=123)
+    return Checkpoint(
+        ModelConfig(),
+        model.state_dict(),
+        normalizer_from_encoder(repo / "dfp_encoder" / "1" / "model.onnx"),
+        SPEC.name,
+        SPEC.spec_hash,
+    )
+
+
+@pytest.fixture()
+def repo(tmp_path: Path) -> Path:
+    dst = tmp_path / "repo"
+    shutil.copytree(COMMITTED, dst)
+    return dst
+
+
+@pytest.fixture(scope="module")
+def site_data() -> dict[str, pd.DataFrame]:
+    week = generate(SyntheticConfig(n_events=8000, seed=31, population_seed=0))
+    return {"validation": week.iloc[:4000], "holdout": week.iloc[4000:]}
+
+
+def _snapshot(root: Path) -> dict[str, str]:
+    """What a server can see: every non-hidden file and its content (the lock file is hidden)."""
+    from morpheus_ext.model_repository import sha256_file
+
+    return {
+        str(p.relative_to(root)): sha256_file(p)
+        for p in root.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    }
+
+
+def test_worse_candidate_is_refused_with_numbers_and_nothing_changes(
+    repo: Path, site_data: dict[str, pd.DataFrame]
+) -> None:
+    before = _snapshot(repo)
+    with pytest.raises(PublishRefused, match=r"candidate AUROC 0\.\d+ is worse than served 0\.\d+"):
+        publish(
+            untrained_checkpoint(repo), repo, SPEC, site_data["validation"], site_data["holdout"]
+        )
+    assert _snapshot(repo) == before
+    # Normal-only gate: a candidate whose threshold was calibrated to a 10% false-positive rate
+    # flags far more of the site's normal traffic than the served version (1%).
+    val = site_data["validation"]
+    normal = site_data["holdout"][site_data["holdout"]["label"] == 0]
+    with pytest.raises(PublishRefused, match=r"false-positive rate 0\.\d+ exceeds served"):
+        publish(
+            served_checkpoint(repo),
+            repo,
+            SPEC,
+            val,
+            normal,
+            PublishConfig(gate="normal_fpr", tolerance=0.01, target_fpr=0.1),
+        )
+    assert _snapshot(repo) == before
+
+
+def test_tampered_file_wrong_shape_and_other_spec_are_refused(
+    repo: Path, site_data: dict[str, pd.DataFrame], tmp_path: Path
+) -> None:
+    good = served_checkpoint(repo)
+    # a different feature-spec hash
+    other = Checkpoint(good.model_config, good.state_dict, good.normalizer, "x", "0123456789abcdef")
+    with pytest.raises(PublishRefused, match="feature spec hash mismatch"):
+        publish(other, repo, SPEC, site_data["validation"])
+    # a wrong input shape (a model for 128 slots exported against the 256-slot config)
+    from modelling.export import export_scored_autoencoder
+    from modelling.models import ScoredAutoencoder
+
+    small = ScoredAutoencoder(
+        build_autoencoder(ModelConfig(), 128), [0] * 128, 16, np.zeros(16), np.ones(16), 1.0, 2
+    )
+    path = export_scored_autoencoder(
+        small, 128, tmp_path / "narrow.onnx", {"feature_spec_hash": SPEC.spec_hash}
+    )
+    with pytest.raises(PublishRefused, match="candidate inputs"):
+        _validate(path, small, SPEC, repo, np.zeros((4, 128), np.float32), 1e-5)
+    # a tampered file: verify flags it and publishing refuses to touch the repository
+    onnx_file = repo / AUTOENCODER / "1" / "model.onnx"
+    data = bytearray(onnx_file.read_bytes())
+    data[-10] ^= 0xFF
+    onnx_file.write_bytes(bytes(data))
+    assert any("sha256 differs" in p for p in verify(repo))
+    with pytest.raises(PublishRefused, match="fails verification"):
+        publish(good, repo, SPEC, site_data["validation"])
+    assert ModelRepository(repo).versions(AUTOENCODER) == [1]
+
+
+def test_publisher_killed_midway_leaves_no_servable_version(
+    repo: Path, site_data: dict[str, pd.DataFrame], tmp_path: Path
+) -> None:
+    run_dir = tmp_path / "run"
+    ckpt = served_checkpoint(repo)
+    save_checkpoint(
+        run_dir / CHECKPOINT_DIR,
+        ckpt.build(),
+        ckpt.model_config,
+        ckpt.normalizer,
+        SPEC.name,
+        SPEC.spec_hash,
+    )
+    validation = tmp_path / "validation.parquet"
+    site_data["validation"].to_parquet(validation)
+    for stage in ("exported", "manifest"):
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "pipelines.cli",
+                "model",
+                "publish",
+                str(run_dir),
+                "--repository",
+                str(repo),
+                "--validation",
+                str(validation),
+            ],
+            env={**os.environ, PAUSE_ENV: stage},
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=REPO_ROOT,
+        )
+        assert proc.stdout is not None
+        assert f"publish paused at {stage}" in proc.stdout.readline()
+        assert list((repo / AUTOENCODER).glob(".staging-*"))  # half-written, hidden
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        assert ModelRepository(repo).versions(AUTOENCODER) == [1]
+        assert not verify(repo)
+    # The next publisher clears the debris and publishes normally.
+    result = publish(ckpt, repo, SPEC, site_data["validation"], site_data["holdout"])
+    assert result.version == 2 and not list((repo / AUTOENCODER).glob(".staging-*"))
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_publish_under_load_then_rollback_on_a_real_triton(
+    repo: Path, site_data: dict[str, pd.DataFrame], tmp_path: Path
+) -> None:
+    th = triton_harness()
+    server = th.TritonServer(
+        repo, tmp_path / "triton", model_control_mode="explicit", load_models=("dfp_ensemble",)
+    ).start(timeout=120)
+    control = TritonControl(server.http_address, "explicit", sync=server.derive)
+    import tritonclient.grpc as grpcclient
+
+    stop = threading.Event()
+    seen: list[int] = []
+    failures: list[str] = []
+    tensor = np.asarray(Featurizer(SPEC).transform(site_data["holdout"].iloc[:64]).tensor)
+
+    def steady_stream() -> None:
+        client = grpcclient.InferenceServerClient(server.grpc_url)
+        inp = grpcclient.InferInput("EVENT_TENSOR", list(tensor.shape), "FP32")
+        inp.set_data_from_numpy(tensor)
+        while not stop.is_set():
+            try:
+                out = client.infer("dfp_ensemble", [inp])
+                seen.append(int(out.as_numpy("MODEL_VERSION")[0, 0]))
+            except Exception as exc:  # every failed request is a test failure
+                failures.append(str(exc))
+            time.sleep(0.005)
+
+    worker = threading.Thread(target=steady_stream)
+    worker.start()
+    try:
+        time.sleep(1.0)
+        candidate = served_checkpoint(repo)  # same weights, recalibrated on this site's data
+        result = publish(
+            candidate, repo, SPEC, site_data["validation"], site_data["holdout"], triton=control
+        )
+        assert result.version == 2 and result.manifest["parent_version"] == 1
+        assert result.manifest["gate"]["gate"] == "holdout_auroc"
+        time.sleep(1.0)
+        assert served_version(repo) == 2 and control.probe_version() == 2
+        start = time.monotonic()
+        assert rollback(repo, triton=control) == 1
+        assert time.monotonic() - start < 15
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        worker.join(timeout=30)
+        server.stop()
+    assert not failures, failures[:3]
+    assert seen[0] == 1 and 2 in seen and seen[-1] == 1
+    switch = seen.index(2)
+    assert all(v == 1 for v in seen[:switch])  # records switch from n to n+1 once
