@@ -27,8 +27,8 @@ from federated.site_split import PublicInputs
 from modelling.calibration import Calibration, calibrate
 from modelling.centralized import MODEL_REPOSITORY, onnx_parity
 from modelling.checkpoint import CHECKPOINT_DIR, save_checkpoint
-from modelling.export import export_encoder, export_scored_autoencoder
-from modelling.models import ScoredAutoencoder, build_autoencoder
+from modelling.export import export_version
+from modelling.models import build_autoencoder
 from morpheus_ext.feature_spec import FeatureSpec
 from morpheus_ext.repository_writer import write_repository
 
@@ -47,18 +47,12 @@ def export_global_model(
     model.load_state_dict(state_dict)
     model.eval()
     calib = calibrate(model, public.normalized, spec.layout, config.calibration.target_fpr)
-    scored = ScoredAutoencoder.calibrated(model, spec.layout, calib, version)
-    # Like centralized runs: no run id or time inside the ONNX files (byte-reproducible);
-    # provenance lives in the manifest and the checkpoint.
-    meta = {
-        "feature_spec": f"{spec.name}:{spec.version}",
-        "feature_spec_hash": spec.spec_hash,
-        "model_version": str(version),
-    }
-    export_dir = run_dir / "export"
-    enc = export_encoder(public.normalizer, export_dir / "dfp_encoder.onnx", meta)
-    ae = export_scored_autoencoder(
-        scored, spec.tensor_width, export_dir / "dfp_autoencoder.onnx", meta
+    exported = export_version(model, public.normalizer, spec, calib, version, run_dir / "export")
+    enc, ae, scored, meta = (
+        exported.encoder,
+        exported.autoencoder,
+        exported.scored,
+        exported.metadata,
     )
     manifest = {
         "run_id": run_dir.name,

@@ -42,9 +42,9 @@ import torch
 from pydantic import Field
 from sklearn.metrics import roc_auc_score
 
-from modelling.calibration import calibrate
+from modelling.calibration import calibrate, calibrated_head
 from modelling.checkpoint import Checkpoint, normalizer_from_encoder
-from modelling.export import export_scored_autoencoder
+from modelling.export import export_scored_autoencoder, version_metadata
 from modelling.models import ScoredAutoencoder
 from morpheus_ext.config_io import StrictModel
 from morpheus_ext.errors import SecureAIError
@@ -303,7 +303,7 @@ def publish(
         current = repo.versions(AUTOENCODER)
         version = (current[-1] + 1) if current else 1
         parent = served_version(repository) if current else None
-        module = ScoredAutoencoder.calibrated(model, spec.layout, calib, version)
+        module = calibrated_head(model, spec.layout, calib, version)
         staging = repository / AUTOENCODER / f".staging-{version}-{os.getpid()}"
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir()
@@ -312,11 +312,7 @@ def publish(
                 module,
                 spec.tensor_width,
                 staging / "model.onnx",
-                {
-                    "feature_spec": f"{spec.name}:{spec.version}",
-                    "feature_spec_hash": spec.spec_hash,
-                    "model_version": str(version),
-                },
+                version_metadata(spec, version),
             )
             _pause_point("exported")
             session = _validate(onnx_path, module, spec, repository, x_val, config.parity_atol)

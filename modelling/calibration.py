@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from modelling.models import field_errors
+from modelling.models import ScoredAutoencoder, field_errors
 from morpheus_ext.feature_spec import TensorLayout
 
 _MIN_STD = 1e-6
@@ -52,4 +52,19 @@ def calibrate(
         threshold=threshold,
         target_fpr=target_fpr,
         n_samples=len(normal_val),
+    )
+
+
+def calibrated_head(
+    autoencoder: nn.Module, layout: TensorLayout, calibration: Calibration, version: int
+) -> ScoredAutoencoder:
+    """The served graph for ``layout``, with ``calibration``'s constants and ``version``."""
+    return ScoredAutoencoder(
+        autoencoder,
+        layout.field_index(),
+        len(layout.fields),
+        calibration.field_mean,
+        calibration.field_std,
+        calibration.threshold,
+        version,
     )

@@ -20,7 +20,7 @@ import torch
 from modelling.calibration import Calibration, calibrate
 from modelling.checkpoint import CHECKPOINT_DIR, save_checkpoint
 from modelling.config import CentralizedConfig, DataSource
-from modelling.export import export_encoder, export_scored_autoencoder
+from modelling.export import export_version
 from modelling.models import ScoredAutoencoder, build_autoencoder
 from modelling.rundir import environment, new_run_dir, write_json
 from modelling.training import EpochRecord, fit_autoencoder, seed_everything
@@ -124,18 +124,12 @@ def train_centralized(
     history = fit_autoencoder(model, x_train, x_val, config.train)
     calib = calibrate(model, x_val, spec.layout, config.calibration.target_fpr)
 
-    scored = ScoredAutoencoder.calibrated(model, spec.layout, calib, version)
-    # No run id or time in the ONNX files: the same config gives byte-identical models
-    # (provenance lives in the version manifest).
-    meta = {
-        "feature_spec": f"{spec.name}:{spec.version}",
-        "feature_spec_hash": spec.spec_hash,
-        "model_version": str(version),
-    }
-    export_dir = run_dir / "export"
-    enc = export_encoder(normalizer, export_dir / "dfp_encoder.onnx", meta)
-    ae = export_scored_autoencoder(
-        scored, spec.tensor_width, export_dir / "dfp_autoencoder.onnx", meta
+    exported = export_version(model, normalizer, spec, calib, version, run_dir / "export")
+    enc, ae, scored, meta = (
+        exported.encoder,
+        exported.autoencoder,
+        exported.scored,
+        exported.metadata,
     )
     metrics: dict[str, Any] = {
         "train_rows": len(tr),

@@ -8,14 +8,18 @@ faster to run here and measured equal to torch within 1e-7 (shared/notes/federat
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import onnx
 import torch
 from onnx import TensorProto, helper, numpy_helper
+from torch import nn
 
+from modelling.calibration import Calibration, calibrated_head
 from modelling.models import ScoredAutoencoder
+from morpheus_ext.feature_spec import FeatureSpec
 from morpheus_ext.model_repository import AE_OUTPUTS, INPUT, NORMALIZED
 from morpheus_ext.normalizer import Normalizer
 
@@ -87,3 +91,41 @@ def export_scored_autoencoder(
     onnx.checker.check_model(model, full_check=True)
     onnx.save(model, str(path))
     return path
+
+
+def version_metadata(spec: FeatureSpec, version: int) -> dict[str, str]:
+    """What a version's ONNX files carry. No run id or time: the same config gives
+    byte-identical models (provenance lives in the version manifest and the checkpoint)."""
+    return {
+        "feature_spec": f"{spec.name}:{spec.version}",
+        "feature_spec_hash": spec.spec_hash,
+        "model_version": str(version),
+    }
+
+
+@dataclass(frozen=True)
+class ExportedVersion:
+    encoder: Path
+    autoencoder: Path
+    scored: ScoredAutoencoder
+    """The torch graph the autoencoder file was exported from (for the ONNX parity check)."""
+    metadata: dict[str, str]
+
+
+def export_version(
+    model: nn.Module,
+    normalizer: Normalizer,
+    spec: FeatureSpec,
+    calibration: Calibration,
+    version: int,
+    export_dir: Path,
+) -> ExportedVersion:
+    """Turn a trained network into a servable version's two ONNX files (``dfp_encoder``,
+    ``dfp_autoencoder`` with the calibrated scoring head): the one way both trainings do it."""
+    scored = calibrated_head(model, spec.layout, calibration, version)
+    meta = version_metadata(spec, version)
+    encoder = export_encoder(normalizer, export_dir / "dfp_encoder.onnx", meta)
+    autoencoder = export_scored_autoencoder(
+        scored, spec.tensor_width, export_dir / "dfp_autoencoder.onnx", meta
+    )
+    return ExportedVersion(encoder, autoencoder, scored, meta)

@@ -7,17 +7,12 @@ their modules here (:func:`build_autoencoder`), so a version trained anywhere se
 from __future__ import annotations
 
 from itertools import pairwise
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import nn
 
 from modelling.config import ModelConfig
-from morpheus_ext.feature_spec import TensorLayout
-
-if TYPE_CHECKING:
-    from modelling.calibration import Calibration
 
 
 class MLPAutoencoder(nn.Module):
@@ -122,21 +117,6 @@ class ScoredAutoencoder(nn.Module):
         self.register_buffer("field_std", torch.as_tensor(field_std, dtype=torch.float32))
         self.register_buffer("threshold", torch.tensor([threshold], dtype=torch.float32))
         self.register_buffer("version", torch.tensor([version], dtype=torch.int64))
-
-    @classmethod
-    def calibrated(
-        cls, autoencoder: nn.Module, layout: TensorLayout, calibration: Calibration, version: int
-    ) -> ScoredAutoencoder:
-        """The served graph for ``layout``, with ``calibration``'s constants and ``version``."""
-        return cls(
-            autoencoder,
-            layout.field_index(),
-            len(layout.fields),
-            calibration.field_mean,
-            calibration.field_std,
-            calibration.threshold,
-            version,
-        )
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         err = (x - self.autoencoder(x)) ** 2
