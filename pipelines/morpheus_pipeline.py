@@ -47,12 +47,8 @@ def build_morpheus_pipeline(config: PipelineConfig) -> Any:
     """Assemble the LinearPipeline (needs ``morpheus``; run it with ``.run()``)."""
     if not morpheus_available():
         raise MorpheusUnavailable(INSTALL_HINT)
-    import numpy as np
-    import pandas as pd
     from morpheus.config import Config, PipelineModes
-    from morpheus.messages import ControlMessage, MessageMeta, TensorMemory
     from morpheus.pipeline import LinearPipeline
-    from morpheus.pipeline.stage_decorator import stage
     from morpheus.stages.inference.triton_inference_stage import TritonInferenceStage
     from morpheus.stages.input.kafka_source_stage import KafkaSourceStage
     from morpheus.stages.output.write_to_kafka_stage import WriteToKafkaStage
@@ -60,8 +56,8 @@ def build_morpheus_pipeline(config: PipelineConfig) -> Any:
     from morpheus_ext.feature_spec import load_spec
     from morpheus_ext.model_repository import ENSEMBLE_OUTPUTS, INPUT
     from morpheus_ext.stages.inference.base import ModelInfo
-    from morpheus_ext.stages.postprocess.records import build_records
-    from morpheus_ext.stages.preprocess.featurizer import FeaturizedBatch, Featurizer
+    from morpheus_ext.stages.morpheus_adapters import morpheus_stages
+    from morpheus_ext.stages.preprocess.featurizer import Featurizer
     from morpheus_ext.triton_limits import MAX_BATCH
 
     spec = load_spec(config.spec)
@@ -77,32 +73,7 @@ def build_morpheus_pipeline(config: PipelineConfig) -> Any:
     c.model_max_batch_size = MAX_BATCH
     c.feature_length = 256
 
-    @stage
-    def featurize_stage(message: MessageMeta) -> ControlMessage:
-        """Featurizer.transform on the batch's rows (rejected rows are logged by Morpheus)."""
-        with message.mutable_dataframe() as df:
-            frame = df.to_pandas() if hasattr(df, "to_pandas") else pd.DataFrame(df)
-        batch = featurizer.transform(frame)
-        out = ControlMessage()
-        out.payload(MessageMeta(batch.frame))
-        out.tensors(TensorMemory(count=len(batch), tensors={INPUT: batch.tensor}))
-        return out
-
-    @stage
-    def scores_stage(message: ControlMessage) -> MessageMeta:
-        """build_records on the Triton outputs: the same score records as the Kafka runner."""
-        with message.payload().mutable_dataframe() as df:
-            frame = df.to_pandas() if hasattr(df, "to_pandas") else pd.DataFrame(df)
-        tensors = message.tensors()
-        outputs = {
-            name: np.asarray(tensors.get_tensor(name).get())
-            if hasattr(tensors.get_tensor(name), "get")
-            else np.asarray(tensors.get_tensor(name))
-            for name in ENSEMBLE_OUTPUTS
-        }
-        batch = FeaturizedBatch(tensor=None, positions=np.arange(len(frame)), frame=frame)
-        records = build_records(batch, outputs, featurizer, info)
-        return MessageMeta(pd.DataFrame.from_records(records))
+    featurize_stage, scores_stage = morpheus_stages(featurizer, info)
 
     pipe = LinearPipeline(c)
     pipe.set_source(

@@ -17,6 +17,7 @@ from .conftest import REPO_ROOT
 MUST_HAVE_EXAMPLES = ("morpheus_ext/stages", "morpheus_ext/pipeline.py", "pipelines/kafka")
 NO_EXAMPLE = {
     "morpheus_ext.stages.postprocess.triton_postproc": "runs only inside Triton's python backend",
+    "morpheus_ext.stages.morpheus_adapters": "needs NVIDIA Morpheus (conda or the NGC image only)",
     "morpheus_ext.stages.inference.cuda_shm": "needs a CUDA GPU (test_triton_cuda_shm.py)",
     "pipelines.kafka.runner": "needs a broker (tests/pipelines/test_kafka_pipeline.py)",
     "pipelines.kafka.delivery": "needs a broker (tests/pipelines/test_kafka_pipeline.py)",
