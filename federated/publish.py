@@ -415,7 +415,15 @@ def verify(repository: Path) -> list[str]:
                     problems.append(f"{model}/{v}/{name}: sha256 differs from the manifest")
             onnx_path = vdir / "model.onnx"
             if onnx_path.is_file():
-                meta = {p.key: p.value for p in onnx.load(str(onnx_path)).metadata_props}
+                try:
+                    meta = {p.key: p.value for p in onnx.load(str(onnx_path)).metadata_props}
+                except (
+                    Exception
+                ) as exc:  # a truncated or overwritten file is a finding, not a crash
+                    problems.append(
+                        f"{model}/{v}/model.onnx: not a readable ONNX model ({type(exc).__name__})"
+                    )
+                    continue
                 if meta.get("feature_spec_hash") != spec_hash:
                     problems.append(
                         f"{model}/{v}: feature spec hash {meta.get('feature_spec_hash')}"

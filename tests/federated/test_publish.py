@@ -269,3 +269,20 @@ def test_publish_under_load_then_rollback_on_a_real_triton(
     assert seen[0] == 1 and 2 in seen and seen[-1] == 1
     switch = seen.index(2)
     assert all(v == 1 for v in seen[:switch])  # records switch from n to n+1 once
+
+
+def test_verify_reports_an_unreadable_model_file_instead_of_crashing(tmp_path: Path) -> None:
+    """A model.onnx overwritten with garbage is two findings (hash, unreadable), not a crash."""
+    repo = tmp_path / "repo"
+    shutil.copytree(REPO_ROOT / "triton_model_repository", repo)
+    assert verify(repo) == []
+    (repo / AUTOENCODER / "1" / "model.onnx").write_bytes(b"\x08\x07 not a protobuf \xff" * 50)
+    problems = verify(repo)
+    assert any("sha256 differs" in p for p in problems), problems
+    assert any("not a readable ONNX model" in p for p in problems), problems
+    out = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "model", "verify", "--repository", str(repo)],
+        capture_output=True, text=True, timeout=120, cwd=REPO_ROOT,
+    )  # fmt: skip
+    assert out.returncode == 1, out.stderr
+    assert "internal error" not in out.stderr and "not a readable ONNX model" in out.stdout
