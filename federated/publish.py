@@ -3,12 +3,14 @@
 The loop a site's sidecar runs after federated rounds (or a model engineer runs by hand):
 
 1. **export** the checkpoint's autoencoder with a scoring head calibrated on the site's own
-   normal validation data (it never leaves the site) and the new version number baked in;
+   normal validation rows (the calibration part: it never leaves the site, and the gate never
+   scores it) and the new version number baked in;
 2. **validate**: ONNX checker, ONNX Runtime vs torch parity, input/output names and shapes
    against the served config, feature-spec hash and normalizer equal to what is served;
-3. **gate**: compare with the served version on the site's labelled holdout (AUROC) or, with
-   normal-only data, on false-positive rate at each version's own threshold; a regression
-   beyond ``tolerance`` is refused with both numbers and nothing in the repository changes;
+3. **gate** (:mod:`federated.gate`, on rows the calibration never saw): AUROC on a labelled
+   holdout, or without labels the false-positive rate on held-out normal rows *and* the recall
+   on canary anomalies made from them; a regression is refused with both numbers of every
+   check and nothing in the repository changes;
 4. **publish atomically**: everything is written into a hidden staging folder and renamed to
    ``dfp_autoencoder/<n+1>`` in one step (Triton ignores hidden folders, so a publisher killed
    midway leaves nothing servable behind); a manifest records sha256 of every file, parent
@@ -40,13 +42,12 @@ import onnxruntime as ort
 import pandas as pd
 import torch
 from pydantic import Field
-from sklearn.metrics import roc_auc_score
 
+from federated.gate import GateConfig, GateRefused, decide, split_rows
 from modelling.calibration import calibrate, calibrated_head
 from modelling.checkpoint import Checkpoint, normalizer_from_encoder
 from modelling.export import export_scored_autoencoder, version_metadata
 from modelling.models import ScoredAutoencoder
-from morpheus_ext.config_io import StrictModel
 from morpheus_ext.errors import SecureAIError
 from morpheus_ext.feature_spec import FeatureSpec
 from morpheus_ext.model_repository import (
@@ -63,7 +64,6 @@ from morpheus_ext.model_repository import (
     sha256_file,
 )
 from morpheus_ext.repository_writer import repository_lock, set_version_policy, write_manifest
-from morpheus_ext.stages.preprocess.featurizer import Featurizer
 
 log = logging.getLogger(__name__)
 PAUSE_ENV = "SECUREAI_PUBLISH_PAUSE_AT"
@@ -74,10 +74,9 @@ class PublishRefused(SecureAIError, RuntimeError):
     """The candidate failed validation or the promotion gate (message has the numbers)."""
 
 
-class PublishConfig(StrictModel):
-    gate: Literal["auto", "holdout", "normal_fpr"] = "auto"
-    """``auto``: holdout AUROC when the holdout has both labels, else false-positive rate."""
-    tolerance: float = Field(default=0.01, ge=0)
+class PublishConfig(GateConfig):
+    """The gate's settings (:class:`federated.gate.GateConfig`) plus the publisher's own."""
+
     target_fpr: float = Field(default=0.01, gt=0, lt=0.5)
     keep_last: int = Field(default=5, ge=1)
     parity_atol: float = Field(default=1e-5, gt=0)
@@ -104,13 +103,16 @@ class TritonControl:
     """Make Triton serve what the repository says, and confirm it with a probe request.
 
     ``mode="explicit"``: call ``load_model`` (Triton re-reads the model folder); ``"poll"``:
-    Triton notices by itself. ``sync`` runs first (the CPU harness re-derives its variant).
+    Triton notices by itself; ``"auto"`` (default): try ``load_model`` and, when the server
+    answers that it polls its repository, wait for the poll instead. ``sync`` runs first (the
+    CPU harness re-derives its variant). Callers confirm with :meth:`confirm` and restore the
+    repository when it fails, so the repository and the server never disagree for long.
     """
 
     def __init__(
         self,
         http_url: str,
-        mode: Literal["explicit", "poll"] = "explicit",
+        mode: Literal["auto", "explicit", "poll"] = "auto",
         sync: Callable[[], object] | None = None,
         timeout_s: float = 60.0,
     ) -> None:
@@ -125,8 +127,18 @@ class TritonControl:
     def apply(self) -> None:
         if self.sync is not None:
             self.sync()
-        if self.mode == "explicit":
+        if self.mode == "poll":
+            return
+        from tritonclient.utils import InferenceServerException
+
+        try:
             self.client.load_model(AUTOENCODER)
+        except InferenceServerException as exc:
+            if self.mode == "auto" and "polling is enabled" in str(exc):
+                log.info("Triton polls its repository: waiting for the poll, not loading")
+                self.mode = "poll"
+                return
+            raise
 
     def probe_version(self) -> int:
         """``MODEL_VERSION`` of one probe request (all outputs requested: Triton 2.51 reports a
@@ -152,14 +164,6 @@ class TritonControl:
 
 
 # --------------------------------------------------------------------------- candidate
-def _normal_tensor(
-    featurizer: Featurizer, frame: pd.DataFrame
-) -> tuple[np.ndarray, np.ndarray | None]:
-    batch = featurizer.transform(frame)
-    labels = featurizer.labels(batch.frame)
-    return np.asarray(batch.tensor), labels
-
-
 def _scores(session: ort.InferenceSession, normalized: np.ndarray) -> tuple[np.ndarray, float]:
     score, _, threshold, _ = session.run(None, {NORMALIZED: normalized})
     return np.asarray(score).reshape(-1), float(np.asarray(threshold).reshape(-1)[0])
@@ -206,57 +210,6 @@ def _validate(
     return session
 
 
-def _gate(
-    config: PublishConfig,
-    candidate: ort.InferenceSession,
-    served_path: Path | None,
-    normalized: np.ndarray,
-    labels: np.ndarray | None,
-) -> dict[str, Any]:
-    if served_path is None:
-        return {"gate": "none", "reason": "first version"}
-    served = ort.InferenceSession(str(served_path), providers=["CPUExecutionProvider"])
-    cand_scores, cand_thr = _scores(candidate, normalized)
-    served_scores, served_thr = _scores(served, normalized)
-    both_labels = labels is not None and 0 < int(labels.sum()) < len(labels)
-    gate = config.gate if config.gate != "auto" else ("holdout" if both_labels else "normal_fpr")
-    if gate == "holdout":
-        if not both_labels:
-            raise PublishRefused("holdout gate needs labelled data with both classes")
-        assert labels is not None
-        cand, cur = (
-            float(roc_auc_score(labels, cand_scores)),
-            float(roc_auc_score(labels, served_scores)),
-        )
-        numbers = {
-            "gate": "holdout_auroc",
-            "candidate": cand,
-            "served": cur,
-            "tolerance": config.tolerance,
-        }
-        if cand < cur - config.tolerance:
-            raise PublishRefused(
-                f"candidate AUROC {cand:.4f} is worse than served {cur:.4f} "
-                f"by more than {config.tolerance}"
-            )
-        return numbers
-    normal = np.ones(len(normalized), bool) if labels is None else labels == 0
-    cand = float(np.mean(cand_scores[normal] > cand_thr))
-    cur = float(np.mean(served_scores[normal] > served_thr))
-    numbers = {
-        "gate": "normal_fpr",
-        "candidate": cand,
-        "served": cur,
-        "tolerance": config.tolerance,
-    }
-    if cand > cur + config.tolerance:
-        raise PublishRefused(
-            f"candidate false-positive rate {cand:.4f} exceeds served {cur:.4f} "
-            f"by more than {config.tolerance}"
-        )
-    return numbers
-
-
 def publish(
     checkpoint: Checkpoint,
     repository: Path,
@@ -281,13 +234,17 @@ def publish(
         and np.allclose(served_norm.scale, checkpoint.normalizer.scale)
     ):
         raise PublishRefused(
-            "the candidate was trained with another normalizer than the served "
-            "dfp_encoder; train against the served encoder"
+            f"the candidate was trained with another normalizer than the served "
+            f"{ENCODER} of {repository}, so its scores would mean something else there; "
+            f"retrain from what this repository serves: set `initial_model: {{repository: "
+            f"{repository}, version: served}}` in the run config (weights and normalizer of the "
+            f"served version) or `public.encoder: {repo.version_dir(ENCODER) / 'model.onnx'}`"
         )
-    featurizer = Featurizer(spec)
-    raw_val, val_labels = _normal_tensor(featurizer, validation)
-    normal_val = raw_val if val_labels is None else raw_val[val_labels == 0]
-    x_val = checkpoint.normalizer.transform(normal_val)
+    try:
+        rows = split_rows(spec, checkpoint.normalizer, validation, holdout, config)
+    except GateRefused as exc:
+        raise PublishRefused(str(exc)) from exc
+    x_val = rows.calibration  # calibration rows only: the gate never sees them
     model = checkpoint.build(spec.tensor_width)
     calib = calibrate(model, x_val, spec.layout, config.target_fpr)
 
@@ -316,15 +273,23 @@ def publish(
             )
             _pause_point("exported")
             session = _validate(onnx_path, module, spec, repository, x_val, config.parity_atol)
-            raw_hold, hold_labels = (
-                (raw_val, val_labels) if holdout is None else _normal_tensor(featurizer, holdout)
-            )
             served_path = (
                 None if parent is None else repo.version_dir(AUTOENCODER, parent) / ("model.onnx")
             )
-            gate = _gate(
-                config, session, served_path, checkpoint.normalizer.transform(raw_hold), hold_labels
+            served = (
+                None
+                if served_path is None
+                else ort.InferenceSession(str(served_path), providers=["CPUExecutionProvider"])
             )
+            try:
+                gate = decide(
+                    config,
+                    lambda x: _scores(session, x),
+                    None if served is None else (lambda x: _scores(served, x)),
+                    rows,
+                )
+            except GateRefused as exc:
+                raise PublishRefused(str(exc)) from exc
             manifest = {
                 **(provenance or checkpoint.provenance),
                 "parent_version": parent,
@@ -351,22 +316,64 @@ def publish(
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-        if pinned_version((repository / AUTOENCODER / "config.pbtxt").read_text()) is not None:
+        config_path = repository / AUTOENCODER / "config.pbtxt"
+        config_before = config_path.read_text()
+        if pinned_version(config_before) is not None:
             set_version_policy(repository, None)
         _pause_point("renamed")
         manifest = json.loads((final / MANIFEST).read_text())
         if triton is not None:
-            triton.apply()
-            manifest_seconds = triton.confirm(version)
-            log.info("Triton serves %s version %d (%.1fs)", AUTOENCODER, version, manifest_seconds)
+            try:
+                seconds = _serve(triton, version)
+            except Exception as exc:
+                withdrawn = final.with_name(f".withdrawn-{version}-{os.getpid()}")
+                os.rename(final, withdrawn)
+                config_path.write_text(config_before)
+                shutil.rmtree(withdrawn, ignore_errors=True)
+                _restore(triton)
+                raise PublishRefused(
+                    f"Triton did not serve version {version} ({_first_line(exc)}); the version "
+                    f"was withdrawn and the repository serves {parent} again"
+                    f"{_mode_hint(exc)}"
+                ) from exc
+            log.info("Triton serves %s version %d (%.1fs)", AUTOENCODER, version, seconds)
         prune(repository, config.keep_last)
     return PublishResult(version, final, manifest, gate)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _mode_hint(exc: BaseException) -> str:
+    if "polling is enabled" in str(exc):
+        return "; this Triton polls its repository: use --control-mode poll (or auto)"
+    if "explicit model load" in str(exc) or "not allowed" in str(exc):
+        return "; check --control-mode against the server's --model-control-mode"
+    return ""
+
+
+def _serve(triton: TritonControl, version: int) -> float:
+    triton.apply()
+    return triton.confirm(version)
+
+
+def _restore(triton: TritonControl) -> None:
+    """Best effort: let the server pick the restored repository up again."""
+    with contextlib.suppress(Exception):
+        triton.apply()
 
 
 def rollback(
     repository: Path, version: int | None = None, triton: TritonControl | None = None
 ) -> int:
-    """Serve ``version`` (default: the one before the served one) by pinning it."""
+    """Serve ``version`` (default: the one before the served one) by pinning it.
+
+    With ``triton``, the command returns only once Triton answers with ``version``; if it does
+    not (refused load, timeout), ``config.pbtxt`` is restored as it was and the error says so,
+    so the repository and the server agree either way.
+    """
     repo = ModelRepository(repository)
     versions = repo.versions(AUTOENCODER)
     current = served_version(repository)
@@ -377,11 +384,21 @@ def rollback(
         version = older[-1]
     if version not in versions:
         raise PublishRefused(f"{AUTOENCODER} has no version {version} (have {versions})")
+    config_path = repository / AUTOENCODER / "config.pbtxt"
     with repository_lock(repository):
+        before = config_path.read_text()
         set_version_policy(repository, version)
-    if triton is not None:
-        triton.apply()
-        triton.confirm(version)
+        if triton is not None:
+            try:
+                _serve(triton, version)
+            except Exception as exc:
+                config_path.write_text(before)
+                _restore(triton)
+                raise PublishRefused(
+                    f"Triton did not switch to version {version} ({_first_line(exc)}); "
+                    f"config.pbtxt restored, the repository serves {current} again"
+                    f"{_mode_hint(exc)}"
+                ) from exc
     return version
 
 

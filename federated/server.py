@@ -31,6 +31,7 @@ from flwr.serverapp import Grid, ServerApp
 
 from federated.config import FLConfig
 from federated.final_model import export_global_model
+from federated.ledger import new_run_id
 from federated.monitor import MonitoredStrategy, RoundMonitor, public_evaluation, summarize
 from federated.privacy import ACCOUNTANT
 from federated.prometheus_metrics import FLMetrics
@@ -130,7 +131,7 @@ def run_federated(
     grid: Grid, config: FLConfig, run_dir: Path, flower_run_id: int | None = None
 ) -> dict[str, Any]:
     started = time.time()
-    fl_run_id = run_dir.name
+    fl_run_id = new_run_id(run_dir.name)  # unique per instance: the ledgers' key
     write_json(run_dir / RESULT_FILE, {"status": "running", "fl_run_id": fl_run_id})
     seed_everything(config.seed, config.local.threads)
     random.seed(config.seed)

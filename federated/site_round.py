@@ -7,8 +7,10 @@ Per round, a site with DP on:
 
 1. plans its noise multiplier the first time it is sampled (fixed for the run,
    :func:`federated.privacy.plan_noise`);
-2. projects the epsilon it will have after this round and asks its ledger whether the
-   lifetime budget allows it (:class:`federated.ledger.PrivacyLedger`), refusing otherwise;
+2. the first time, asks its ledger whether the epsilon the whole run is planned to reach fits
+   the site's lifetime budget (refused before any training otherwise); every round, projects
+   the epsilon it will have after this round and asks again
+   (:class:`federated.ledger.PrivacyLedger`);
 3. trains with DP-SGD from the global weights (:func:`federated.dp_training.train_dp_round`);
 4. records the new epsilon in its ledger and returns weights + metrics.
 """
@@ -101,8 +103,14 @@ class Site:
         ledger = self.ledger()
         metrics: dict[str, float | int] = {}
         if cfg.privacy.enabled:
-            dp = dp or self.plan()
-            per_round = round(1.0 / dp.sample_rate) * cfg.local.epochs
+            per_round_steps = cfg.local.epochs
+            if dp is None:  # first time this run samples the site: can the run finish here?
+                dp = self.plan()
+                planned = dp.projected_epsilon(
+                    round(1.0 / dp.sample_rate) * per_round_steps * cfg.federation.rounds
+                )
+                ledger.check_run(run_id, planned)
+            per_round = round(1.0 / dp.sample_rate) * per_round_steps
             ledger.check(run_id, dp.projected_epsilon(per_round), server_round)
             stats = train_dp_round(model, self.x_train, cfg.local, cfg.privacy, dp, seed)
             dp.rounds.append(server_round)

@@ -76,8 +76,52 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0 if all(c["passed"] for c in result.checks) else 1
 
 
+def cmd_ledger(args: argparse.Namespace) -> int:
+    import json
+
+    from federated.ledger import read_ledgers
+
+    ledgers = read_ledgers(Path(args.ledger), args.site)
+    if args.json:
+        docs = []
+        for led in ledgers:
+            eps, delta = led.spent()
+            docs.append(
+                {
+                    "site": led.site,
+                    "path": str(led.path),
+                    "budget_epsilon": led.budget_epsilon,
+                    "spent_epsilon": eps,
+                    "spent_delta": delta,
+                    "left_epsilon": led.budget_epsilon - eps,
+                    "runs": led.history(),
+                }
+            )
+        print(json.dumps(docs, indent=2))
+        return 0
+    for led in ledgers:
+        eps, delta = led.spent()
+        print(
+            f"site {led.site}: epsilon spent {eps:.3f} of {led.budget_epsilon:.3f} "
+            f"(left {led.budget_epsilon - eps:.3f}), delta {delta:.1e}, "
+            f"{len(led.runs)} run(s), basic composition  [{led.path}]"
+        )
+        print(f"  {'run':<44} {'started':<26} {'epsilon':>8} {'sigma':>7} {'rounds':>7}")
+        for row in led.history():
+            e = "DP off" if row.get("epsilon") is None else f"{row['epsilon']:.3f}"
+            sigma = row.get("noise_multiplier")
+            print(
+                f"  {row['run_id']:<44} {row.get('started', row.get('updated', '-'))!s:<26} "
+                f"{e:>8} {'-' if sigma is None else f'{sigma:.3f}':>7} "
+                f"{len(row.get('rounds', [])) or '-':>7}"
+            )
+    return 0
+
+
 def register(sub: Any) -> None:
-    fl = sub.add_parser("fl", help="federated retraining under DP: simulate, deploy, compare")
+    fl = sub.add_parser(
+        "fl", help="federated retraining under DP: simulate, deploy, compare, ledger"
+    )
     fsub = fl.add_subparsers(dest="fl_command", required=True)
 
     p = fsub.add_parser("simulate", help="a federated run with Flower's simulation engine")
@@ -102,3 +146,9 @@ def register(sub: Any) -> None:
     p.add_argument("--run-dir")
     p.add_argument("--no-docs", action="store_true", help="do not update docs/results.md")
     p.set_defaults(func=cmd_compare)
+
+    p = fsub.add_parser("ledger", help="a site's lifetime privacy spend, run by run")
+    p.add_argument("ledger", help="a site's ledger file or the folder of ledgers")
+    p.add_argument("--site", help="only this site (default: every ledger in the folder)")
+    p.add_argument("--json", action="store_true", help="machine-readable")
+    p.set_defaults(func=cmd_ledger)

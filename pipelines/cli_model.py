@@ -57,18 +57,29 @@ def cmd_publish(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec or checkpoint.spec)
     validation = read_frame(args.validation, spec)
     holdout = read_frame(args.holdout, spec) if args.holdout else None
-    config = PublishConfig(gate=args.gate, tolerance=args.tolerance, keep_last=args.keep_last)
+    config = PublishConfig(
+        gate=args.gate,
+        tolerance=args.tolerance,
+        canary_tolerance=args.canary_tolerance,
+        keep_last=args.keep_last,
+    )
     result = publish(
         checkpoint, Path(args.repository), spec, validation, holdout, config, triton=_triton(args)
     )
     gate = result.gate
-    detail = (
-        ""
-        if "candidate" not in gate
-        else (
+    if gate["gate"] == "unlabelled":
+        fpr = gate["false_positive_rate"]
+        detail = (
+            f" (unlabelled gate: canary recall candidate {gate['candidate']:.3f} vs served "
+            f"{gate['served']:.3f}, false-positive rate {fpr['candidate']:.4f} vs "
+            f"{fpr['served']:.4f} on {gate['rows']['gate']} held-out rows)"
+        )
+    elif "candidate" in gate:
+        detail = (
             f" ({gate['gate']}: candidate {gate['candidate']:.4f} vs served {gate['served']:.4f})"
         )
-    )
+    else:
+        detail = ""
     print(f"published dfp_autoencoder version {result.version} -> {result.path}{detail}")
     return 0
 
@@ -108,7 +119,12 @@ def register(sub: Any) -> None:
                 metavar="HTTP_URL",
                 help="make this Triton serve the change and confirm it (host:port)",
             )
-            p.add_argument("--control-mode", choices=["explicit", "poll"], default="explicit")
+            p.add_argument(
+                "--control-mode",
+                choices=["auto", "explicit", "poll"],
+                default="auto",
+                help="how Triton picks up changes (auto: load, or wait for its poll)",
+            )
 
     p = msub.add_parser("list", help="versions with their manifests side by side")
     common(p)
@@ -119,11 +135,21 @@ def register(sub: Any) -> None:
     p.set_defaults(func=cmd_show)
     p = msub.add_parser("publish", help="validate, gate and publish a run's model as version n+1")
     p.add_argument("run_dir")
-    p.add_argument("--validation", required=True, help="this site's data for calibration")
-    p.add_argument("--holdout", help="labelled holdout for the promotion gate")
+    p.add_argument(
+        "--validation",
+        required=True,
+        help="this site's data: calibrates the candidate (split with the gate without --holdout)",
+    )
+    p.add_argument("--holdout", help="rows for the promotion gate only (labelled: AUROC)")
     p.add_argument("--spec")
-    p.add_argument("--gate", choices=["auto", "holdout", "normal_fpr"], default="auto")
-    p.add_argument("--tolerance", type=float, default=0.01)
+    p.add_argument(
+        "--gate",
+        choices=["auto", "holdout", "unlabelled"],
+        default="auto",
+        help="auto: AUROC with both labels, else false-positive rate + canary recall",
+    )
+    p.add_argument("--tolerance", type=float, default=0.01, help="AUROC loss / FPR increase")
+    p.add_argument("--canary-tolerance", type=float, default=0.05, help="canary recall loss")
     p.add_argument("--keep-last", type=int, default=5)
     common(p, triton=True)
     p.set_defaults(func=cmd_publish)

@@ -184,7 +184,8 @@ def test_run_counts_failures_and_stragglers_and_exports(tmp_path: Path) -> None:
 
     repo = run_dir / "model_repository"
     manifest = json.loads((repo / "dfp_autoencoder" / "1" / "manifest.json").read_text())
-    assert manifest["fl_run_id"] == run_dir.name and manifest["rounds"] == 3
+    assert manifest["fl_run_id"] == result["fl_run_id"] and manifest["rounds"] == 3
+    assert result["fl_run_id"].startswith(f"{run_dir.name}.")  # unique per run instance
     assert manifest["dp"]["accountant"] == "rdp" and manifest["dp"]["max_grad_norm"] == 0.05
     assert result["onnx_parity_max_abs_diff"] < 1e-4
     spec_hash = manifest["feature_spec_hash"]
@@ -192,7 +193,7 @@ def test_run_counts_failures_and_stragglers_and_exports(tmp_path: Path) -> None:
     public = fit_public_inputs(config.public.source, load_federated_data(config).spec, "normal")
     assert int(engine.infer(public.raw[:4])["MODEL_VERSION"][0]) == 1
     checkpoint = load_checkpoint(run_dir / CHECKPOINT_DIR)
-    assert checkpoint.provenance["fl_run_id"] == run_dir.name
+    assert checkpoint.provenance["fl_run_id"] == result["fl_run_id"]
     assert checkpoint.provenance["dp"]["epsilon_spent"] == dp["epsilon_spent"]
 
 
@@ -225,12 +226,12 @@ def test_dp_off_is_a_config_switch(tmp_path: Path) -> None:
     )
     assert manifest["dp"] is None and manifest["strategy"] == "fedavg"
     ledger = json.loads((run_dir / "ledger" / "site-0.json").read_text())
-    assert ledger["runs"][run_dir.name]["epsilon"] is None and ledger["spent_epsilon"] == 0.0
+    assert ledger["runs"][result["fl_run_id"]]["epsilon"] is None and ledger["spent_epsilon"] == 0.0
     rounds = read_rounds(run_dir)
     assert rounds[-1]["validation_loss"] < rounds[0]["validation_loss"]
 
 
-def test_ledger_stops_a_site_once_its_budget_is_spent(tmp_path: Path) -> None:
+def test_a_run_that_cannot_fit_the_budget_is_refused_before_training(tmp_path: Path) -> None:
     config = small_config(
         tmp_path,
         federation={"rounds": 4},
@@ -242,20 +243,35 @@ def test_ledger_stops_a_site_once_its_budget_is_spent(tmp_path: Path) -> None:
     from modelling.models import build_autoencoder
 
     weights = build_autoencoder(config.model, data.spec.tensor_width, seed=0).state_dict()
-    dp = None
-    trained = []
-    with pytest.raises(PrivacyBudgetExceeded, match="site site-0 refuses round 3 of run run-a"):
-        for server_round in range(1, 5):
-            update, dp = site.train(weights, server_round, "run-a", dp)
-            weights = update.state_dict
-            trained.append(server_round)
-    assert trained == [1, 2]
-    assert dp is not None and dp.rounds == [1, 2]  # the refused round spent nothing
-    ledger = json.loads(site.ledger_path.read_text())
-    assert ledger["spent_epsilon"] == pytest.approx(dp.epsilon())
-    assert ledger["spent_epsilon"] <= 2.5 < dp.projected_epsilon(round(1 / dp.sample_rate))
+    with pytest.raises(PrivacyBudgetExceeded, match="refuses run run-a before training") as exc:
+        site.train(weights, 1, "run-a", None)
+    assert "planned to spend epsilon 2.99" in str(exc.value) and "2.500" in str(exc.value)
+    assert not site.ledger_path.exists()  # nothing trained, nothing spent
 
-    # A later run on the same site starts with what is left: 2.5 - eps(run-a) is not enough
-    # for one more round at this noise level, so it is refused at once.
-    with pytest.raises(PrivacyBudgetExceeded, match="refuses round 1 of run run-b"):
-        site.train(weights, 1, "run-b", None)
+
+def test_ledger_accumulates_across_reruns_and_refuses_over_budget(tmp_path: Path) -> None:
+    """Re-running into the same run directory is a new instance: a new entry, never an
+    overwrite; once the lifetime budget cannot hold another run, the site refuses it."""
+    config = small_config(
+        tmp_path,
+        federation={"rounds": 2},
+        privacy={"target_epsilon": 1.0, "site_budget_epsilon": 2.5},
+    )
+    first_dir, first = run_inprocess(config, tmp_path)
+    second_dir, second = run_inprocess(config, tmp_path)
+    assert first_dir == second_dir and first["fl_run_id"] != second["fl_run_id"]
+    ledger = json.loads((first_dir / "ledger" / "site-0.json").read_text())
+    assert set(ledger["runs"]) == {first["fl_run_id"], second["fl_run_id"]}
+    per_run = [ledger["runs"][r["fl_run_id"]]["epsilon"] for r in (first, second)]
+    assert all(0.5 < e <= 1.0 + 1e-6 for e in per_run)
+    assert ledger["spent_epsilon"] == pytest.approx(sum(per_run))  # about 2, not about 1
+
+    data = load_federated_data(config)
+    public = fit_public_inputs(config.public.source, data.spec, "normal")
+    site = Site(config, 0, public.normalizer, first_dir / "ledger")
+    from modelling.models import build_autoencoder
+
+    weights = build_autoencoder(config.model, data.spec.tensor_width, seed=0).state_dict()
+    with pytest.raises(PrivacyBudgetExceeded, match="before training"):
+        site.train(weights, 1, "third", None)
+    assert json.loads(site.ledger_path.read_text())["runs"].keys() == ledger["runs"].keys()

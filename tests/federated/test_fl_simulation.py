@@ -100,12 +100,15 @@ def test_simulated_dp_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
         assert dp["epsilon_spent"][site] <= 3.0
         assert rounds[-1]["epsilon"][site] == pytest.approx(dp["epsilon_spent"][site], abs=1e-9)
         ledger = json.loads((run_dir / "ledger" / f"site-{site}.json").read_text())
-        assert ledger["runs"][run_dir.name]["epsilon"] == pytest.approx(info["epsilon"])
+        assert ledger["runs"][manifest["fl_run_id"]]["epsilon"] == pytest.approx(info["epsilon"])
 
     # Export went through the existing path and serves.
     engine = InProcessEngine(run_dir / "model_repository", manifest["feature_spec_hash"])
     assert engine is not None
-    assert load_checkpoint(run_dir / CHECKPOINT_DIR).provenance["fl_run_id"] == run_dir.name
+    assert (
+        load_checkpoint(run_dir / CHECKPOINT_DIR).provenance["fl_run_id"] == manifest["fl_run_id"]
+    )
+    assert manifest["fl_run_id"].startswith(f"{run_dir.name}.")
     assert run["metrics"]["auroc"] > 0.6  # 3 tiny DP rounds: far from converged, but learning
 
     # Prometheus: textfile after every round, endpoint during the run.

@@ -21,7 +21,7 @@ from federated.attacks import poison
 from federated.certs import make_node_keys, make_tls
 from federated.config import FederationConfig as Fed
 from federated.config import FLConfig, SiteSplitConfig, StrategyConfig
-from federated.ledger import PrivacyBudgetExceeded, PrivacyLedger
+from federated.ledger import PrivacyBudgetExceeded, PrivacyLedger, new_run_id
 from federated.site_split import site_assignment
 from federated.stragglers import SimulatedDropout, apply_faults
 from federated.strategy import build_strategy
@@ -150,6 +150,30 @@ def test_ledger_budget_and_persistence(tmp_path: Path) -> None:
         reopened.check("r2", 2.5, 1)
     doc = json.loads(path.read_text())
     assert doc["spent_epsilon"] == 3.0 and doc["composition"].startswith("basic")
+
+
+def test_fl_ledger_shows_a_sites_history_and_names_a_missing_ledger(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pipelines.cli import build_parser
+    from pipelines.cli_base import run_cli
+
+    ledger = PrivacyLedger.open(tmp_path / "site-0.json", "site-0", budget_epsilon=10.0)
+    first, second = new_run_id("fed"), new_run_id("fed")
+    assert first != second
+    ledger.record(first, 2.5, 1e-5, {"noise_multiplier": 1.2, "rounds": [1, 2, 3]})
+    ledger.record(second, 3.0, 1e-5, {"noise_multiplier": 1.1, "rounds": [1, 2]})
+    assert run_cli(build_parser(), ["fl", "ledger", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "site site-0: epsilon spent 5.500 of 10.000 (left 4.500)" in out
+    assert first in out and second in out and "2 run(s)" in out
+    assert run_cli(build_parser(), ["fl", "ledger", str(tmp_path), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [r["run_id"] for r in doc[0]["runs"]] == [first, second]
+    assert doc[0]["left_epsilon"] == pytest.approx(4.5)
+    assert run_cli(build_parser(), ["fl", "ledger", str(tmp_path), "--site", "site-9"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"secureai: error: no ledger of site 'site-9' in {tmp_path}"]
 
 
 def test_certificates_chain_and_node_keys(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -40,6 +41,7 @@ from modelling.models import build_autoencoder
 from modelling.training import fit_autoencoder
 from morpheus_ext.feature_spec import load_spec
 from morpheus_ext.model_repository import AUTOENCODER, ModelRepository
+from morpheus_ext.normalizer import Normalizer
 from morpheus_ext.stages.preprocess.featurizer import Featurizer
 from synthetic import SyntheticConfig, generate
 
@@ -127,16 +129,70 @@ def test_worse_candidate_is_refused_with_numbers_and_nothing_changes(
     # flags far more of the site's normal traffic than the served version (1%).
     val = site_data["validation"]
     normal = site_data["holdout"][site_data["holdout"]["label"] == 0]
-    with pytest.raises(PublishRefused, match=r"false-positive rate 0\.\d+ exceeds served"):
+    with pytest.raises(PublishRefused, match=r"FAILED: exceeds served by more than 0\.01"):
         publish(
             served_checkpoint(repo),
             repo,
             SPEC,
             val,
             normal,
-            PublishConfig(gate="normal_fpr", tolerance=0.01, target_fpr=0.1),
+            PublishConfig(gate="unlabelled", tolerance=0.01, target_fpr=0.1),
         )
     assert _snapshot(repo) == before
+
+
+def attack_trained_checkpoint(repo: Path) -> Checkpoint:
+    """A degraded candidate: the served architecture trained on attack rows only (what a
+    window that learned an attack campaign as normal would produce, at its worst)."""
+    attacks = generate(SyntheticConfig(n_events=20000, seed=5, population_seed=0, anomaly_rate=0.3))
+    normalizer = normalizer_from_encoder(repo / "dfp_encoder" / "1" / "model.onnx")
+    fz = Featurizer(SPEC)
+    batch = fz.transform(attacks)
+    x = normalizer.transform(np.asarray(batch.tensor)[fz.labels(batch.frame) == 1])
+    model = build_autoencoder(ModelConfig(), seed=1)
+    fit_autoencoder(model, x[:-200], x[-200:], TrainConfig(epochs=20, seed=3, threads=1))
+    return Checkpoint(
+        ModelConfig(), model.state_dict(), normalizer, SPEC.name, SPEC.spec_hash, {"run_id": "bad"}
+    )
+
+
+def test_degraded_candidate_is_refused_without_labels_and_a_good_one_passes(
+    repo: Path, site_data: dict[str, pd.DataFrame]
+) -> None:
+    """Unlabelled validation data only: calibration and gate use different rows, and canary
+    recall catches the candidate that lost detection (its false-positive rate looks fine)."""
+    unlabelled = site_data["validation"]
+    unlabelled = unlabelled[unlabelled["label"] == 0].drop(columns=["label", "anomaly_kind"])
+    before = _snapshot(repo)
+    with pytest.raises(PublishRefused) as refused:
+        publish(attack_trained_checkpoint(repo), repo, SPEC, unlabelled)
+    message = str(refused.value)
+    assert "unlabelled gate" in message and "FAILED: fell by more than 0.05" in message
+    assert re.search(r"canary recall 0\.\d+ vs served 0\.\d+", message)
+    assert "false-positive rate on" in message and "rare_category" in message
+    assert _snapshot(repo) == before
+
+    result = publish(served_checkpoint(repo, site_data["holdout"]), repo, SPEC, unlabelled)
+    gate = result.manifest["gate"]
+    assert gate["gate"] == "unlabelled" and result.version == 2
+    rows = gate["rows"]
+    assert rows["calibration"] + rows["gate"] == len(unlabelled)  # disjoint halves
+    assert result.manifest["calibration"]["n_samples"] == rows["calibration"]
+    assert gate["canary_recall"]["candidate"] >= gate["canary_recall"]["served"] - 0.05
+    assert gate["false_positive_rate"]["candidate"] <= gate["false_positive_rate"]["served"] + 0.01
+
+
+def test_holdout_sharing_rows_with_validation_and_another_normalizer_are_refused(
+    repo: Path, site_data: dict[str, pd.DataFrame]
+) -> None:
+    val = site_data["validation"]
+    with pytest.raises(PublishRefused, match=r"holdout shares 4000 event id\(s\)"):
+        publish(served_checkpoint(repo), repo, SPEC, val, val)
+    good = served_checkpoint(repo)
+    other = Normalizer(good.normalizer.center + 1.0, good.normalizer.scale, good.normalizer.clip)
+    moved = Checkpoint(good.model_config, good.state_dict, other, SPEC.name, SPEC.spec_hash)
+    with pytest.raises(PublishRefused, match=r"initial_model: \{repository: .*version: served\}"):
+        publish(moved, repo, SPEC, val)
 
 
 def test_tampered_file_wrong_shape_and_other_spec_are_refused(
@@ -269,6 +325,34 @@ def test_publish_under_load_then_rollback_on_a_real_triton(
     assert seen[0] == 1 and 2 in seen and seen[-1] == 1
     switch = seen.index(2)
     assert all(v == 1 for v in seen[:switch])  # records switch from n to n+1 once
+
+
+def test_rollback_on_a_polling_triton_agrees_with_the_repository_or_restores_it(
+    repo: Path, site_data: dict[str, pd.DataFrame], tmp_path: Path
+) -> None:
+    """Poll mode: the default control mode notices the server polls and waits for the poll;
+    a control mode that cannot work leaves the repository as it was, not half-switched."""
+    th = triton_harness()
+    server = th.TritonServer(repo, tmp_path / "triton", model_control_mode="poll", poll_secs=1)
+    server.start(timeout=120)
+    try:
+        control = TritonControl(server.http_address, sync=server.derive)
+        assert control.mode == "auto"
+        publish(served_checkpoint(repo), repo, SPEC, site_data["validation"], triton=control)
+        assert control.mode == "poll"  # it found out from the server's answer
+        assert served_version(repo) == 2 and control.probe_version() == 2
+        assert rollback(repo, triton=control) == 1
+        assert served_version(repo) == 1 and control.probe_version() == 1
+
+        forced = TritonControl(server.http_address, "explicit", sync=server.derive)
+        with pytest.raises(PublishRefused, match="config.pbtxt restored") as refused:
+            rollback(repo, 2, triton=forced)
+        assert "use --control-mode poll" in str(refused.value)
+        assert served_version(repo) == 1
+        time.sleep(3)  # two poll periods: the server has seen the restored config
+        assert control.probe_version() == 1
+    finally:
+        server.stop()
 
 
 def test_verify_reports_an_unreadable_model_file_instead_of_crashing(tmp_path: Path) -> None:

@@ -100,7 +100,8 @@ def test_fl_run_published_served_by_triton_and_scored_by_the_pipeline(tmp_path: 
     assert all(r["returned"] == 3 and r["failed"] == 0 for r in run.rounds)
     checkpoint = load_checkpoint(run.run_dir / CHECKPOINT_DIR)
     assert checkpoint.provenance["kind"] == "federated"
-    assert checkpoint.provenance["fl_run_id"] == run.run_dir.name
+    assert checkpoint.provenance["fl_run_id"] == run.result["fl_run_id"]
+    assert run.result["fl_run_id"].startswith(f"{run.run_dir.name}.")
     assert checkpoint.provenance["rounds"] == ROUNDS
     assert 0 < checkpoint.provenance["dp"]["epsilon_max"] <= 3.0
     parent_onnx = COMMITTED / AUTOENCODER / "1" / "model.onnx"
@@ -146,7 +147,7 @@ def test_fl_run_published_served_by_triton_and_scored_by_the_pipeline(tmp_path: 
         assert result.version == 2 and served_version(repo) == 2 and not verify(repo)
         manifest = result.manifest
         assert manifest["parent_version"] == 1 and manifest["version"] == 2
-        assert manifest["fl_run_id"] == run.run_dir.name and manifest["rounds"] == ROUNDS
+        assert manifest["fl_run_id"] == run.result["fl_run_id"] and manifest["rounds"] == ROUNDS
         assert manifest["dp"]["epsilon_max"] == checkpoint.provenance["dp"]["epsilon_max"]
         assert manifest["initial_model"]["version"] == 1  # what the run started from
         assert manifest["initial_model"]["sha256"] == sha256_file(parent_onnx)
@@ -154,7 +155,7 @@ def test_fl_run_published_served_by_triton_and_scored_by_the_pipeline(tmp_path: 
         assert gate["gate"] == "holdout_auroc" and gate["tolerance"] == DEFAULT_TOLERANCE == 0.01
         assert gate["candidate"] >= gate["served"] - DEFAULT_TOLERANCE
         on_disk = json.loads((repo / AUTOENCODER / "2" / "manifest.json").read_text())
-        assert on_disk["fl_run_id"] == run.run_dir.name
+        assert on_disk["fl_run_id"] == run.result["fl_run_id"]
 
         # ---- 4. Triton serves version 2 (and only it)
         status, _ = th.http_get(f"{server.http_url}/v2/models/{AUTOENCODER}/versions/2/ready")
