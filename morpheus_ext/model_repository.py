@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,53 @@ def served_version(repository: Path | str, model: str = AUTOENCODER) -> int:
         raise ModelRepositoryError(f"no {model}/config.pbtxt in {repository}")
     pinned = pinned_version(config.read_text())
     return pinned if pinned is not None else ModelRepository(repository).latest(model)
+
+
+class ServedVersionWatch:
+    """Notices when the served ``dfp_autoencoder`` version changes (publish, rollback, pin).
+
+    Cheap enough for every batch: at most once per ``interval_s`` it stats ``config.pbtxt`` and
+    lists the version folders, and re-derives the served version only when either changed.
+    A publisher renames a complete version folder in one step, so a version seen here is whole.
+
+    >>> watch = ServedVersionWatch(DEFAULT_REPOSITORY, interval_s=0)
+    >>> watch.served >= 1, watch.poll()
+    (True, None)
+    """
+
+    def __init__(self, repository: Path | str, model: str = AUTOENCODER, interval_s: float = 1.0):
+        self.repository = Path(repository)
+        self.model = model
+        self.interval_s = interval_s
+        self._next = 0.0
+        self._stamp = self._fingerprint()
+        self.served = served_version(self.repository, model)
+
+    def _fingerprint(self) -> tuple[int, tuple[str, ...]]:
+        folder = self.repository / self.model
+        config = folder / "config.pbtxt"
+        mtime = config.stat().st_mtime_ns if config.is_file() else 0
+        names = tuple(sorted(p.name for p in folder.iterdir())) if folder.is_dir() else ()
+        return mtime, names
+
+    def poll(self) -> int | None:
+        """The newly served version if it changed since the last call, else ``None``."""
+        now = time.monotonic()
+        if now < self._next:
+            return None
+        self._next = now + self.interval_s
+        try:
+            stamp = self._fingerprint()
+            if stamp == self._stamp:
+                return None
+            self._stamp = stamp
+            version = served_version(self.repository, self.model)
+        except (OSError, ModelRepositoryError):
+            return None  # mid-rewrite or gone for a moment: keep serving what we have
+        if version == self.served:
+            return None
+        self.served = version
+        return version
 
 
 def _epsilon(manifest: dict[str, Any]) -> float | None:

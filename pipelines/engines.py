@@ -40,6 +40,9 @@ class InferenceConfig(StrictModel):
     cuda_device: int = Field(default=0, ge=0)
     threads: int | None = Field(default=None, ge=1)
     """In-process: ONNX Runtime intra-op threads (default: all cores)."""
+    follow_repository: bool = True
+    """In-process: switch to a newly published, rolled-back or pinned version at a batch
+    boundary (Triton does the same by itself)."""
 
 
 def _read(path: Path | None) -> str | None:
@@ -51,7 +54,12 @@ def build_engine(config: InferenceConfig, spec: FeatureSpec) -> InferenceEngine:
     if config.engine == "inprocess":
         from morpheus_ext.stages.inference.inprocess import InProcessEngine
 
-        return InProcessEngine(config.repository, spec.spec_hash, threads=config.threads)
+        return InProcessEngine(
+            config.repository,
+            spec.spec_hash,
+            threads=config.threads,
+            follow=config.follow_repository,
+        )
     from morpheus_ext.stages.inference.triton import RetryPolicy, TLSOptions, TritonEngine
 
     tls = None

@@ -137,7 +137,7 @@ def make_canaries(
                 out.at[i, f.name] = (abs(value) + 1.0) * spike_factor
         else:
             moved = times.iloc[i].replace(hour=quiet_hour)
-            out.at[i, spec.timestamp] = moved.strftime("%Y-%m-%dT%H:%M:%S.") + (
+            out.at[i, str(spec.timestamp)] = moved.strftime("%Y-%m-%dT%H:%M:%S.") + (
                 f"{moved.microsecond // 1000:03d}Z"
             )
     out[KIND_COLUMN] = kind_of

@@ -7,10 +7,6 @@ import threading
 import time
 
 from morpheus_ext.feature_spec import FeatureSpec
-from morpheus_ext.model_repository import (
-    ModelRepositoryError,
-    served_version,
-)
 from morpheus_ext.pipeline import ScoringPipeline
 from morpheus_ext.stages.inference.base import InferenceEngine
 from morpheus_ext.stages.preprocess.featurizer import Featurizer
@@ -24,8 +20,8 @@ class EngineHolder:
     """Builds the inference engine in the background; ``/readyz`` says 503 until it exists.
 
     With ``engine: triton`` the API may start before Triton: it keeps retrying every
-    ``engine_retry_s`` and reports the last reason. The in-process engine loads the version
-    the repository serves (the pinned one after a rollback).
+    ``engine_retry_s`` and reports the last reason. The in-process engine serves what the
+    repository serves (the pinned one after a rollback) and follows it when it changes.
     """
 
     def __init__(self, config: ApiConfig, spec: FeatureSpec) -> None:
@@ -51,23 +47,9 @@ class EngineHolder:
         return self.ready
 
     def _build(self) -> InferenceEngine:
-        inference = self.config.inference
-        if inference.engine == "inprocess":
-            from morpheus_ext.stages.inference.inprocess import InProcessEngine
-
-            try:
-                version: int | None = served_version(inference.repository)
-            except (ModelRepositoryError, OSError):
-                version = None
-            return InProcessEngine(
-                inference.repository,
-                self.spec.spec_hash,
-                autoencoder_version=version,
-                threads=inference.threads,
-            )
         from pipelines.engines import build_engine
 
-        return build_engine(inference, self.spec)
+        return build_engine(self.config.inference, self.spec)
 
     def _run(self) -> None:
         last = None

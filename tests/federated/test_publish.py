@@ -345,7 +345,7 @@ def test_rollback_on_a_polling_triton_agrees_with_the_repository_or_restores_it(
         assert served_version(repo) == 1 and control.probe_version() == 1
 
         forced = TritonControl(server.http_address, "explicit", sync=server.derive)
-        with pytest.raises(PublishRefused, match="config.pbtxt restored") as refused:
+        with pytest.raises(PublishRefused, match=r"config\.pbtxt restored") as refused:
             rollback(repo, 2, triton=forced)
         assert "use --control-mode poll" in str(refused.value)
         assert served_version(repo) == 1
@@ -353,6 +353,51 @@ def test_rollback_on_a_polling_triton_agrees_with_the_repository_or_restores_it(
         assert control.probe_version() == 1
     finally:
         server.stop()
+
+
+def test_inprocess_engine_follows_publish_rollback_and_pin_under_a_steady_stream(
+    repo: Path, site_data: dict[str, pd.DataFrame]
+) -> None:
+    """The in-process engine switches at a batch boundary: every batch of a steady stream is
+    scored, in full, by exactly one version, and the versions follow the repository."""
+    from morpheus_ext.pipeline import ScoringPipeline
+    from morpheus_ext.stages.inference.inprocess import InProcessEngine
+    from morpheus_ext.stages.input.sources import Origin, RawBatch
+
+    engine = InProcessEngine(repo, SPEC.spec_hash, follow=True, follow_interval_s=0.05)
+    pipeline = ScoringPipeline(Featurizer(SPEC), engine)
+    lines = site_data["holdout"].iloc[:64].to_json(orient="records", lines=True).splitlines()
+    events = RawBatch([line.encode() for line in lines], [Origin("t", 0, i) for i in range(64)])
+    stop = threading.Event()
+    batches: list[list[int]] = []
+    failures: list[str] = []
+
+    def steady_stream() -> None:
+        while not stop.is_set():
+            try:
+                result = pipeline.process(events)
+                batches.append([int(r["model"]["version"]) for r in result.records])
+            except Exception as exc:  # every failed batch is a test failure
+                failures.append(repr(exc))
+            time.sleep(0.005)
+
+    worker = threading.Thread(target=steady_stream)
+    worker.start()
+    try:
+        time.sleep(0.5)
+        publish(served_checkpoint(repo), repo, SPEC, site_data["validation"])
+        time.sleep(0.5)
+        assert rollback(repo) == 1  # pins version 1
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        worker.join(timeout=30)
+    assert not failures, failures[:3]
+    assert all(len(b) == 64 and len(set(b)) == 1 for b in batches)  # whole batches, all scored
+    versions = [b[0] for b in batches]
+    runs = [v for i, v in enumerate(versions) if i == 0 or versions[i - 1] != v]
+    assert runs == [1, 2, 1]  # switched once to the new version, once back
+    assert engine.version == 1
 
 
 def test_verify_reports_an_unreadable_model_file_instead_of_crashing(tmp_path: Path) -> None:

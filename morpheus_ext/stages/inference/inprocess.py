@@ -5,6 +5,12 @@ and the same :func:`~morpheus_ext.stages.postprocess.postproc.postprocess` funct
 embedded default and
 the Triton path give the same score records. No server, no network: the demo's default.
 
+It serves what the repository serves: the pinned version after a rollback, else the latest.
+With ``follow=True`` it watches the repository (:class:`ServedVersionWatch`) and switches to a
+newly served version at a batch boundary, the way Triton does: the new session is loaded
+before the old one is dropped, so no batch fails or waits for a model; every output row
+carries the ``MODEL_VERSION`` that scored it.
+
 Example:
 
 >>> from morpheus_ext.feature_spec import load_spec
@@ -17,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import time
 from concurrent.futures import Future
 from pathlib import Path
@@ -33,12 +40,16 @@ from morpheus_ext.model_repository import (
     POSTPROC,
     ModelRepository,
     ModelRepositoryError,
+    ServedVersionWatch,
     check_spec_hash,
+    served_version,
 )
 from morpheus_ext.prometheus_metrics import pipeline_metrics
 from morpheus_ext.stages.inference.base import ModelInfo
 from morpheus_ext.stages.postprocess.postproc import DEFAULT_TOP_K, postprocess
 from morpheus_ext.triton_limits import MAX_BATCH
+
+log = logging.getLogger(__name__)
 
 
 class InProcessEngine:
@@ -50,8 +61,13 @@ class InProcessEngine:
         spec_hash: str,
         autoencoder_version: int | None = None,
         threads: int | None = None,
+        follow: bool = False,
+        follow_interval_s: float = 1.0,
     ) -> None:
+        """``autoencoder_version=None``: the served one; ``follow``: switch when it changes
+        (never with an explicit version)."""
         repo = ModelRepository(repository)
+        self.repo, self.spec_hash = repo, spec_hash
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
@@ -61,8 +77,17 @@ class InProcessEngine:
         # idle threads would steal the other core from the featurizer (measured: featurize +
         # infer 189k -> 215k events/s at batch 4096 on 2 cores with spinning off).
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.options = options
         self.encoder = self._session(repo, ENCODER, None, options, spec_hash)
+        if autoencoder_version is None:
+            autoencoder_version = served_version(repo.root)
+        self.version = autoencoder_version
         self.autoencoder = self._session(repo, AUTOENCODER, autoencoder_version, options, spec_hash)
+        self.watch = (
+            ServedVersionWatch(repo.root, AUTOENCODER, follow_interval_s)
+            if follow and autoencoder_version == served_version(repo.root)
+            else None
+        )
         params = repo.config_parameters(POSTPROC) if (repo.root / POSTPROC).is_dir() else {}
         self.top_k = int(params.get("top_k", DEFAULT_TOP_K))
         self.info = ModelInfo(name=ENSEMBLE, spec_hash=spec_hash, max_batch_size=MAX_BATCH)
@@ -102,7 +127,23 @@ class InProcessEngine:
         )
         return fut
 
+    def _maybe_switch(self) -> None:
+        """At a batch boundary: load the newly served version, then swap (one assignment)."""
+        if self.watch is None:
+            return
+        version = self.watch.poll()
+        if version is None or version == self.version:
+            return
+        try:
+            session = self._session(self.repo, AUTOENCODER, version, self.options, self.spec_hash)
+        except Exception as exc:  # keep scoring with the old version; say why once
+            log.warning("in-process engine stays on version %s: %s", self.version, exc)
+            return
+        log.info("in-process engine: %s version %s -> %s", AUTOENCODER, self.version, version)
+        self.autoencoder, self.version = session, version
+
     def infer(self, tensor: np.ndarray) -> dict[str, np.ndarray]:
+        self._maybe_switch()
         normalized = self.normalize(tensor)
         score, field_z, threshold, version = self.autoencoder.run(None, {NORMALIZED: normalized})
         out: dict[str, np.ndarray] = {
