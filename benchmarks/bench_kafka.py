@@ -80,6 +80,7 @@ def measure_throughput(
     eos: bool,
     inference: dict[str, Any] | None = None,
     fingerprint: dict[str, Any] | None = None,
+    training_window: dict[str, Any] | None = None,
 ) -> tuple[float, float, float]:
     """events/s, pipeline CPU µs/event (all processes), broker CPU µs/event.
 
@@ -96,7 +97,9 @@ def measure_throughput(
     scores = f"{topic}-scores"
     ensure_topics(bootstrap, {topic: PARTITIONS, scores: PARTITIONS, f"{topic}-dlq": 1})
     produce_all(bootstrap, topic, events)
-    config = pipeline_config(bootstrap, topic, eos, inference, fingerprint, batch_size=8192)
+    config = pipeline_config(
+        bootstrap, topic, eos, inference, fingerprint, training_window, batch_size=8192
+    )
     # exactly-once: a reader of the records; at-least-once: a client of the pipeline's group
     # that never joins it (no assignment, so it fetches nothing), for the committed offsets
     group = config["kafka"]["group_id"]

@@ -101,10 +101,13 @@ def pipeline_config(
     exactly_once: bool,
     inference: dict[str, Any] | None = None,
     fingerprint: dict[str, Any] | None = None,
+    training_window: dict[str, Any] | None = None,
     **kafka: Any,
 ) -> dict[str, Any]:
     name = uuid.uuid4().hex[:8]
-    extra = {"fingerprint": fingerprint} if fingerprint else {}
+    extra: dict[str, Any] = {"fingerprint": fingerprint} if fingerprint else {}
+    if training_window:
+        extra["training_window"] = training_window
     return {
         **extra,
         "kafka": {

@@ -15,6 +15,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
+from federated.gate import SitePublishConfig
+from federated.site_window import WindowSelection
 from modelling.config import CalibrationConfig, DataConfig, DataSource, ModelConfig
 from morpheus_ext.config_io import StrictModel
 
@@ -25,10 +27,12 @@ AttackKind = Literal["scaled", "sign_flip", "random"]
 class SiteSplitConfig(StrictModel):
     """How the training rows are divided between sites (the non-IID part of the experiment)."""
 
-    method: Literal["site_column", "dirichlet"] = "site_column"
+    method: Literal["site_column", "dirichlet", "window"] = "site_column"
     """``site_column``: one site per value of ``column`` (the synthetic generator's ``site``,
     whose per-site habits follow ``heterogeneity``). ``dirichlet``: any dataset; the rows of
-    each value of ``column`` are dealt to the sites in Dirichlet(``alpha``) proportions."""
+    each value of ``column`` are dealt to the sites in Dirichlet(``alpha``) proportions.
+    ``window``: no split at all: each site trains on its own training window (the SuperNode's
+    ``window-dir``), selected as ``window:`` says; ``data.train`` is not used."""
     n_sites: int = Field(default=3, ge=1, le=64)
     column: str = "site"
     alpha: float = Field(default=0.5, gt=0)
@@ -154,6 +158,10 @@ class FLConfig(StrictModel):
     seed: int = 0
     data: DataConfig
     sites: SiteSplitConfig = Field(default_factory=SiteSplitConfig)
+    window: WindowSelection = Field(default_factory=WindowSelection)
+    """``sites.method: window``: which of a site's window rows it trains on."""
+    publish: SitePublishConfig = Field(default_factory=SitePublishConfig)
+    """``enabled``: each site gates and publishes the final model into its own repository."""
     public: PublicDataConfig
     initial_model: InitialModelConfig | None = None
     """``None`` (default): seeded random initial weights, as every run before warm start."""
@@ -181,6 +189,8 @@ class FLConfig(StrictModel):
         bad = sorted({s for s in named if not 0 <= s < n})
         if bad:
             raise ValueError(f"site indices {bad} do not exist (sites are 0..{n - 1})")
+        if self.data.train is None and self.sites.method != "window":
+            raise ValueError(f"data.train is required with sites.method: {self.sites.method}")
         if self.federation.min_available_clients > n:
             raise ValueError(
                 f"federation.min_available_clients={self.federation.min_available_clients} "

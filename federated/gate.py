@@ -12,8 +12,9 @@ Checks (both versions scored by ONNX Runtime, each at its own threshold):
 * **labelled** gate rows (both classes): AUROC of candidate vs served; refused when the candidate
   is worse by more than ``tolerance``.
 * **unlabelled** (or normal-only) gate rows, the usual case at a site:
-  1. false-positive rate on the gate's normal rows: refused when the candidate flags more than the
-     served version plus ``tolerance``;
+  1. false-positive rate on the gate's normal rows: refused when the candidate flags more than
+     the served version plus ``tolerance`` plus two standard errors of a rate near the
+     calibrated ``target_fpr`` measured on that many rows (small gate slices are noisy);
   2. **canary recall** (:mod:`modelling.evaluation.canaries`): the gate's normal rows, each
      perturbed in one documented way. A version's recall is the share of canaries it flags among
      those whose *original* row it does not flag: a served model that flags a drifted row
@@ -63,6 +64,22 @@ class GateConfig(StrictModel):
     calibration_fraction: float = Field(default=0.5, gt=0, lt=1)
     """Without a holdout: the share of validation rows that calibrate (the rest gate)."""
     seed: int = 0
+
+
+class PublishConfig(GateConfig):
+    """The gate's settings plus the publisher's own (``secureai model publish``, and
+    ``publish:`` of a federated config whose sites publish the final model themselves)."""
+
+    target_fpr: float = Field(default=0.01, gt=0, lt=0.5)
+    keep_last: int = Field(default=5, ge=1)
+    parity_atol: float = Field(default=1e-5, gt=0)
+
+
+class SitePublishConfig(PublishConfig):
+    """``publish:`` of a federated config: after the last round each site gates the global
+    model on its own held-out window rows and publishes it into its own repository."""
+
+    enabled: bool = False
 
 
 @dataclass
@@ -159,14 +176,23 @@ def _canary_recall(scorer: Scorer, rows: GateRows) -> tuple[float, dict[str, flo
     return (float(flagged[counted].mean()) if counted.any() else 0.0), by_kind
 
 
+def _normal_mask(rows: GateRows) -> np.ndarray:
+    if rows.gate_labels is None:
+        return np.ones(len(rows.gate), bool)
+    return np.asarray(rows.gate_labels == 0)
+
+
 def _fpr(scorer: Scorer, rows: GateRows) -> float:
     scores, threshold = scorer(rows.gate)
-    normal = np.ones(len(scores), bool) if rows.gate_labels is None else rows.gate_labels == 0
-    return float(np.mean(scores[normal] > threshold))
+    return float(np.mean(scores[_normal_mask(rows)] > threshold))
 
 
 def decide(
-    config: GateConfig, candidate: Scorer, served: Scorer | None, rows: GateRows
+    config: GateConfig,
+    candidate: Scorer,
+    served: Scorer | None,
+    rows: GateRows,
+    target_fpr: float = 0.01,
 ) -> dict[str, Any]:
     """Run the gate; the numbers for the manifest, or :class:`GateRefused`."""
     counts = {
@@ -214,7 +240,15 @@ def decide(
         "rows": counts,
         "rows_from": rows.source,
     }
-    fpr_ok = fpr["candidate"] <= fpr["served"] + config.tolerance
+    # The candidate may flag what the served version flags plus the tolerance and two
+    # standard errors of a rate near its calibrated target measured on this many rows: a
+    # candidate is not refused for sampling noise on a small gate slice.
+    n_normal = int(np.sum(_normal_mask(rows)))
+    rate = max(fpr["served"], target_fpr)
+    noise = 2.0 * float(np.sqrt(rate * (1.0 - rate) / max(n_normal, 1)))
+    fpr_limit = fpr["served"] + config.tolerance + noise
+    fpr["limit"] = fpr_limit  # the same dict as numbers["false_positive_rate"]
+    fpr_ok = fpr["candidate"] <= fpr_limit
     recall_ok = cand_recall >= served_recall - config.canary_tolerance
     if not (fpr_ok and recall_ok):
         kinds = ", ".join(
@@ -228,6 +262,7 @@ def decide(
             f"by kind candidate/served: {kinds}); "
             f"false-positive rate on {counts['gate']} held-out rows {fpr['candidate']:.4f} vs "
             f"served {fpr['served']:.4f} "
-            f"({'ok' if fpr_ok else f'FAILED: exceeds served by more than {config.tolerance}'})"
+            f"({'ok' if fpr_ok else f'FAILED: above the limit {fpr_limit:.4f}'}: served + "
+            f"tolerance {config.tolerance} + 2 standard errors)"
         )
     return numbers

@@ -167,6 +167,15 @@ class RoundMonitor:
         self.metrics.epsilon_max.set(max(self.epsilon.values(), default=0.0))
         self._flush_textfile()
 
+    def site_publish(self, outcomes: dict[str, dict[str, Any]]) -> None:
+        """What each site did with the final model (published, refused by its gate, error)."""
+        for site, o in outcomes.items():
+            kind = "published" if o.get("published") else "refused" if o.get("refused") else "error"
+            self.metrics.site_versions.labels(site, kind).inc()
+            if "served-after" in o:
+                self.metrics.site_served_version.labels(site).set(float(o["served-after"]))
+        self._flush_textfile()
+
     def _flush_textfile(self) -> None:
         self.metrics.write_textfile(self.run_dir / METRICS_FILE)
 

@@ -97,6 +97,20 @@ class FLMetrics:
             registry=r,
         )
 
+        self.site_versions = Counter(
+            "secureai_fl_site_versions_total",
+            "Final models the sites gated at the end of the run, by outcome "
+            "(published | refused | error).",
+            ["site", "outcome"],
+            registry=r,
+        )
+        self.site_served_version = Gauge(
+            "secureai_fl_site_served_version",
+            "The dfp_autoencoder version a site serves after the run's publish step.",
+            ["site"],
+            registry=r,
+        )
+
     def write_textfile(self, path: Path) -> None:
         """Atomic rewrite (temp file + rename), safe for a node-exporter textfile collector."""
         path.parent.mkdir(parents=True, exist_ok=True)

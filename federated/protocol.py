@@ -24,11 +24,23 @@ RUN_DIR = "run-dir"
 # Keys of a SuperNode's node config (--node-config).
 NODE_SITE = "partition-id"
 NODE_LEDGER_DIR = "ledger-dir"
+NODE_SITE_NAME = "site-name"
+"""The site's name: its ledger file and its label in metrics (default ``site-<partition-id>``)."""
+NODE_WINDOW_DIR = "window-dir"
+"""The site's training window (``sites.method: window``): its own events, on its own disk."""
+NODE_REPOSITORY = "repository"
+"""The site's model repository, where ``query.publish`` gates and publishes the final model."""
+NODE_TRITON_URL = "triton-url"
+"""Optional: the site's Triton (HTTP) to confirm a published version with."""
 # Keys inside the messages.
 ARRAYS = "arrays"
 CONFIG = "config"
 METRICS = "metrics"
 FL_RUN_ID = "fl-run-id"
+WINDOW_END = "window-end-ms"
+"""When the run started (epoch ms): every message of the run reads the window as of then."""
+PUBLISH_ACTION = "publish"
+"""``query.publish``: the final global model, for each site to gate and publish locally."""
 
 
 def normalizer_to_record(normalizer: Normalizer, record: ConfigRecord) -> ConfigRecord:

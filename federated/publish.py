@@ -41,9 +41,8 @@ import onnx
 import onnxruntime as ort
 import pandas as pd
 import torch
-from pydantic import Field
 
-from federated.gate import GateConfig, GateRefused, decide, split_rows
+from federated.gate import GateRefused, PublishConfig, decide, split_rows
 from modelling.calibration import calibrate, calibrated_head
 from modelling.checkpoint import Checkpoint, normalizer_from_encoder
 from modelling.export import export_scored_autoencoder, version_metadata
@@ -72,14 +71,6 @@ PAUSE_ENV = "SECUREAI_PUBLISH_PAUSE_AT"
 
 class PublishRefused(SecureAIError, RuntimeError):
     """The candidate failed validation or the promotion gate (message has the numbers)."""
-
-
-class PublishConfig(GateConfig):
-    """The gate's settings (:class:`federated.gate.GateConfig`) plus the publisher's own."""
-
-    target_fpr: float = Field(default=0.01, gt=0, lt=0.5)
-    keep_last: int = Field(default=5, ge=1)
-    parity_atol: float = Field(default=1e-5, gt=0)
 
 
 @dataclass
@@ -287,6 +278,7 @@ def publish(
                     lambda x: _scores(session, x),
                     None if served is None else (lambda x: _scores(served, x)),
                     rows,
+                    config.target_fpr,
                 )
             except GateRefused as exc:
                 raise PublishRefused(str(exc)) from exc

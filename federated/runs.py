@@ -148,7 +148,11 @@ def finish_run(
     test = evaluate_on_test(
         config.data, run_dir, f"{config.name}: federated model on the test set", config.seed
     )
-    data = load_federated_data(config)
+    data_info = (
+        {"sites": "their own training windows", "window": config.window.model_dump(mode="json")}
+        if config.sites.method == "window"
+        else load_federated_data(config).info
+    )
     write_json(
         run_dir / "run.json",
         {
@@ -163,7 +167,8 @@ def finish_run(
             },
             "initial_model": result.get("initial_model"),
             "environment": environment(),
-            "data": data.info,
+            "data": data_info,
+            "site_publish": result.get("site_publish"),
             "public": result.get("public"),
             "strategy": config.strategy.name,
             "dp": result.get("dp"),

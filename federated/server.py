@@ -36,10 +36,14 @@ from federated.monitor import MonitoredStrategy, RoundMonitor, public_evaluation
 from federated.privacy import ACCOUNTANT
 from federated.prometheus_metrics import FLMetrics
 from federated.protocol import (
+    ARRAYS,
     CONFIG,
     FL_RUN_ID,
+    METRICS,
+    PUBLISH_ACTION,
     RUN_CONFIG_PATH,
     RUN_DIR,
+    WINDOW_END,
     load_run_config,
     normalizer_to_record,
 )
@@ -94,6 +98,33 @@ def collect_privacy_reports(
         m = next(iter(reply.content.metric_records.values()))
         reports[str(int(m["site-id"]))] = {k: float(v) for k, v in m.items()}  # type: ignore[arg-type]
     return dict(sorted(reports.items(), key=lambda kv: int(kv[0])))
+
+
+def publish_at_sites(
+    grid: Grid, arrays: ArrayRecord, message_config: ConfigRecord, timeout: float
+) -> dict[str, dict[str, Any]]:
+    """``query.publish`` to every connected site with the final weights; their outcomes."""
+    messages = [
+        Message(
+            RecordDict({ARRAYS: arrays, CONFIG: ConfigRecord(dict(message_config))}),
+            dst_node_id=node,
+            message_type=f"{MessageType.QUERY}.{PUBLISH_ACTION}",
+        )
+        for node in grid.get_node_ids()
+    ]
+    outcomes: dict[str, dict[str, Any]] = {}
+    for reply in grid.send_and_receive(messages, timeout=timeout):
+        if reply.has_error():
+            outcomes[f"node-{reply.metadata.src_node_id}"] = {
+                "outcome": f"error: {reply.error.reason}",
+                "published": 0,
+                "refused": 0,
+            }
+            continue
+        metrics = dict(reply.content.metric_records[METRICS])
+        info = dict(reply.content.config_records[CONFIG])
+        outcomes[str(info["site-name"])] = {**metrics, "outcome": str(info["outcome"])}
+    return dict(sorted(outcomes.items()))
 
 
 def dp_section(config: FLConfig, reports: dict[str, dict[str, float]]) -> dict[str, Any] | None:
@@ -175,8 +206,11 @@ def run_federated(
             model.load_state_dict(arrays.to_torch_state_dict())
             return evaluate_loss(model, public.normalized)
 
+        # Every message carries the run id, the normalizer and the run's start: window sites
+        # read their windows as of then (a fixed dataset for the whole run).
         message_config = normalizer_to_record(
-            public.normalizer, ConfigRecord({FL_RUN_ID: fl_run_id})
+            public.normalizer,
+            ConfigRecord({FL_RUN_ID: fl_run_id, WINDOW_END: int(started * 1000)}),
         )
         fed = config.federation
         partial = fed.fraction_train < 1 or 0 < fed.fraction_evaluate < 1
@@ -211,6 +245,13 @@ def run_federated(
         }
         # No round aggregated anything (every site failed): the initial weights stand.
         final_arrays = result.arrays if len(result.arrays) else initial_arrays
+        site_publish = None
+        if config.publish.enabled:
+            site_publish = publish_at_sites(
+                grid, final_arrays, message_config, fed.round_timeout_s * 2
+            )
+            fl_info["site_publish"] = site_publish
+            monitor.site_publish(site_publish)
         final_state = final_arrays.to_torch_state_dict()
         torch.save(final_state, run_dir / "global_model.pt")
         repository, calib, parity = export_global_model(
@@ -233,6 +274,7 @@ def run_federated(
         "summary": summary,
         "privacy_reports": reports,
         "dp": dp,
+        "site_publish": site_publish,
         "calibration": calib.summary(),
         "onnx_parity_max_abs_diff": parity,
         "model_repository": str(repository),

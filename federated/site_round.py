@@ -18,10 +18,12 @@ Per round, a site with DP on:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 from federated.attacks import poison
@@ -31,10 +33,13 @@ from federated.ledger import PrivacyLedger
 from federated.privacy import ACCOUNTANT, SitePrivacyState, plan_noise
 from federated.prometheus_metrics import ClientMetrics
 from federated.site_split import load_federated_data
+from federated.site_window import load_site_rows
 from modelling.config import TrainConfig
 from modelling.models import build_autoencoder
 from modelling.training import evaluate_loss, fit_autoencoder
+from morpheus_ext.feature_spec import load_spec
 from morpheus_ext.normalizer import Normalizer
+from morpheus_ext.stages.preprocess.featurizer import Featurizer
 
 StateDict = dict[str, torch.Tensor]
 
@@ -50,21 +55,51 @@ class SiteUpdate:
     metrics: dict[str, float | int]
 
 
+@dataclass(frozen=True)
+class WindowSource:
+    """Where a ``sites.method: window`` site's rows come from (its SuperNode's node config)."""
+
+    path: Path
+    name: str
+    until: datetime
+    """The run's start: every message of the run reads the window as of then."""
+
+
 class Site:
-    """One site's data (its rows of the run's split, normalized with the run's normalizer)."""
+    """One site's data, normalized with the run's normalizer: its rows of the run's split, or
+    (``window``) its own training window (:mod:`federated.site_window`)."""
 
     def __init__(
-        self, config: FLConfig, index: int, normalizer: Normalizer, ledger_dir: Path
+        self,
+        config: FLConfig,
+        index: int,
+        normalizer: Normalizer,
+        ledger_dir: Path,
+        window: WindowSource | None = None,
     ) -> None:
-        data = load_federated_data(config)
-        if not 0 <= index < len(data.names):
-            raise ValueError(f"site index {index} out of range: the run has {len(data.names)}")
         self.config = config
         self.index = index
-        self.name = data.names[index]
-        self.width = data.spec.tensor_width
-        self.x_train = normalizer.transform(data.site_train(index))
-        self.x_val = normalizer.transform(data.site_val(index))
+        self.normalizer = normalizer
+        self.holdout_frame: pd.DataFrame | None = None
+        self.window_info: dict[str, Any] | None = None
+        if window is None:
+            data = load_federated_data(config)
+            if not 0 <= index < len(data.names):
+                raise ValueError(f"site index {index} out of range: the run has {len(data.names)}")
+            self.name = data.names[index]
+            self.width = data.spec.tensor_width
+            self.x_train = normalizer.transform(data.site_train(index))
+            self.x_val = normalizer.transform(data.site_val(index))
+        else:
+            spec = load_spec(config.data.spec)
+            rows = load_site_rows(window.path, spec, config.window, window.until, config.seed)
+            featurizer = Featurizer(spec)
+            self.name = window.name
+            self.width = spec.tensor_width
+            self.x_train = normalizer.transform(np.asarray(featurizer.transform(rows.train).tensor))
+            self.x_val = normalizer.transform(np.asarray(featurizer.transform(rows.holdout).tensor))
+            self.holdout_frame = rows.holdout
+            self.window_info = rows.info
         self.ledger_path = ledger_dir / f"{self.name}.json"
 
     def _model(self, state_dict: StateDict) -> torch.nn.Module:

@@ -107,6 +107,8 @@ def site_assignment(
 
 def _load(data: DataConfig, split: SiteSplitConfig, seed: int) -> FederatedData:
     spec = load_spec(data.spec)
+    if data.train is None:
+        raise ValueError("this run's sites train on their windows: there is no split to load")
     frame, data_info = load_source(data.train, spec)
     batch = Featurizer(spec).transform(frame)
     tensor = np.asarray(batch.tensor)

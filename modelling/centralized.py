@@ -104,7 +104,7 @@ def train_centralized(
     spec = load_spec(config.data.spec)
     featurizer = Featurizer(spec)
 
-    frame, data_info = load_source(config.data.train, spec)
+    frame, data_info = load_source(config.train_source, spec)
     batch = featurizer.transform(frame)
     labels = featurizer.labels(batch.frame)
     tensor = np.asarray(batch.tensor)

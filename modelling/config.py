@@ -64,7 +64,8 @@ class DataSource(StrictModel):
 class DataConfig(StrictModel):
     spec: str = "security_events"
     """A shipped spec name (auth, netflow, security_events, nsl_kdd) or a YAML path."""
-    train: DataSource
+    train: DataSource | None = None
+    """Required, except by federated runs whose sites train on their own windows."""
     test: DataSource | None = None
     fit_on: Literal["all", "normal"] = "normal"
     """Train on every row (fully unsupervised) or only rows the label calls normal."""
@@ -89,3 +90,15 @@ class CentralizedConfig(StrictModel):
     calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     runs_dir: Path = Path("runs")
+
+    @model_validator(mode="after")
+    def _needs_train(self) -> CentralizedConfig:
+        if self.data.train is None:
+            raise ValueError("data.train is required")
+        return self
+
+    @property
+    def train_source(self) -> DataSource:
+        """``data.train``, checked present at validation."""
+        assert self.data.train is not None
+        return self.data.train

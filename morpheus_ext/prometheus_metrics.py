@@ -96,6 +96,16 @@ class PipelineMetrics:
             ["model"],
             registry=registry,
         )
+        self.window_rows_written = Counter(
+            "secureai_window_rows_written_total",
+            "Scored events kept in the site's training window.",
+            registry=registry,
+        )
+        self.window_rows_dropped = Counter(
+            "secureai_window_rows_dropped_total",
+            "Scored events not kept in the training window (writer behind, or a write failed).",
+            registry=registry,
+        )
         self.consumer_lag = Gauge(
             "secureai_consumer_lag_events",
             "Consumer lag per partition where the broker reports it.",

@@ -129,7 +129,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         else:
             raise CLIError(f"{run_dir} has no test data in its config; pass --data PATH")
         if not args.no_baselines:
-            train, _ = load_source(config.data.train, spec)
+            train, _ = load_source(config.train_source, spec)
             fitted = score_frame(engine, featurizer, train)
             if config.data.fit_on == "normal" and fitted.labels is not None:
                 train_normalized = fitted.normalized[fitted.labels == 0]

@@ -135,7 +135,7 @@ def _baselines(
     if fp is None or not fp.enabled:
         return None
     baselines = EntityBaselines(featurizer.spec, fp)
-    source = config.training.data.train.synthetic
+    source = config.training.train_source.synthetic
     if source is not None:
         history = generate(source)
         for lo in range(0, len(history), config.batch_size):

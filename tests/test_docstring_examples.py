@@ -35,6 +35,11 @@ NO_EXAMPLE = {
 """Modules under :data:`MUST_HAVE_EXAMPLES` without an example, and why."""
 
 ALSO = [
+    "federated.drift",
+    "federated.ledger",
+    "federated.site_window",
+    "federated.triggers",
+    "modelling.evaluation.canaries",
     "modelling.numerics",
     "modelling.evaluation.equivalence",
     "morpheus_ext.errors",

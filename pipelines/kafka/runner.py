@@ -41,7 +41,7 @@ from typing import Any
 from confluent_kafka import OFFSET_INVALID, KafkaException, TopicPartition
 
 from morpheus_ext.feature_spec import FeatureSpec, load_spec
-from morpheus_ext.pipeline import ScoringPipeline
+from morpheus_ext.pipeline import BatchResult, ScoringPipeline
 from morpheus_ext.prometheus_metrics import PipelineMetrics, pipeline_metrics
 from morpheus_ext.stages.inference.base import InferenceEngine
 from morpheus_ext.stages.input.kafka_source import (
@@ -51,6 +51,7 @@ from morpheus_ext.stages.input.kafka_source import (
     consumer_config,
 )
 from morpheus_ext.stages.output.kafka_sink import KafkaSinkStage, producer_config
+from morpheus_ext.stages.output.training_window import TrainingWindowWriter
 from morpheus_ext.stages.postprocess.fingerprint import EntityBaselines
 from morpheus_ext.stages.postprocess.fingerprint.checkpointer import (
     BaselineCheckpointer,
@@ -139,6 +140,13 @@ class KafkaScoringRunner:
             path = fp.checkpoint_file(k.group_id)
             interval_s = fp.checkpoint_interval_s
         self.checkpointer = BaselineCheckpointer(self.baselines, path, interval_s)
+        # The site's training window (docs/loop.md): scored events for its sidecar, written by
+        # a background thread; offering a batch never waits.
+        self.window = (
+            None
+            if config.training_window is None
+            else TrainingWindowWriter(config.training_window, pipeline.featurizer.spec.event_id)
+        )
 
     # ------------------------------------------------------------------ control
     @property
@@ -188,8 +196,8 @@ class KafkaScoringRunner:
                     self._process_fingerprinted(batch)
                     continue
                 scored = self.hold.score(batch)
-                if scored is not None:
-                    self.delivery.emit(*scored)
+                if scored is not None and self.delivery.emit(*scored):
+                    self._keep(scored[1])
             self._drain()
             if not self._abort.is_set():
                 self._checkpoint()  # final: the state through everything scored
@@ -243,7 +251,13 @@ class KafkaScoringRunner:
                 self.summary.rescored += len(part)
             if not self.delivery.emit(part, result):  # rewound: re-read in order from there
                 self.backlog.drop(set(part.first_offsets))
+            else:
+                self._keep(result)
         self._checkpoint_if_due()
+
+    def _keep(self, result: BatchResult) -> None:
+        if self.window is not None:
+            self.window.offer(result)
 
     def _checkpoint(self) -> None:
         self.checkpointer.checkpoint()
@@ -312,6 +326,10 @@ class KafkaScoringRunner:
         self.summary.drained = True
 
     def _close(self) -> None:
+        if self.window is not None:
+            self.window.close()
+            self.summary.window_rows = self.window.rows_written
+            self.summary.window_rows_dropped = self.window.rows_dropped
         try:
             self.source.close()
         except Exception as exc:  # closing after a broker loss must not hide the real error

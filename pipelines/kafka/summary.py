@@ -40,6 +40,10 @@ class RunSummary:
     rescored: int = 0
     """Fingerprinting: replayed events emitted again without learning them (already held by the
     restored baselines)."""
+    window_rows: int = 0
+    """Scored events kept in the site's training window."""
+    window_rows_dropped: int = 0
+    """Scored events the window writer could not keep (it was behind, or a write failed)."""
 
     @property
     def events_per_s(self) -> float:
@@ -68,6 +72,10 @@ class RunSummary:
                 f", replay after restart: {self.learned_only} learned only, "
                 f"{self.rescored} re-scored only"
             )
+        if self.window_rows or self.window_rows_dropped:
+            text += f", {self.window_rows} kept in the training window"
+            if self.window_rows_dropped:
+                text += f" ({self.window_rows_dropped} not kept: writer behind)"
         if self.left_unscored:
             text += f", {self.left_unscored} events left for the next run"
         return text

@@ -1,0 +1,281 @@
+"""The site's training window: its recent scored events, on its own disk, for its sidecar.
+
+What is kept: every event the pipeline *scored* (dead letters never), as the exact bytes the
+stream carried, plus what serving said about it (score, threshold, model version) and when it
+arrived. Retraining decodes and featurizes those bytes with the same stages as serving, so a
+retrained model sees precisely the numbers the served one saw. What enters *training* from the
+window (trimming the highest-scoring tail, analyst-confirmed incidents) is decided when the
+sidecar reads it (:func:`read_window`); the writer keeps everything, so that decision can change
+without losing data. See docs/loop.md.
+
+Layout: Parquet files partitioned by arrival hour (Hive style, readable by any Arrow, Spark or
+DuckDB tool)::
+
+    <path>/dt=2026-12-05/hr=08/part-<first arrival ns>-<pid>.parquet
+
+columns ``event`` (binary JSON), ``event_id`` (string), ``score``/``threshold`` (float32),
+``model_version`` (int32), ``arrived`` (timestamp, UTC). A file is written under a hidden name
+and renamed, so a reader never sees half a file.
+
+Off the hot path: :meth:`TrainingWindowWriter.offer` only appends references to a bounded queue
+(no copy, no conversion); a background thread builds Arrow tables, writes files every
+``flush_rows`` rows or ``flush_interval_s`` seconds and applies retention (by age, then by total
+size, oldest hour first). When the queue is full the batch is *not* kept and counted in
+``secureai_window_rows_dropped_total``: the window is a sample of the stream for training, and
+scoring must never wait for a disk.
+
+>>> import tempfile, numpy as np
+>>> from pathlib import Path
+>>> root = Path(tempfile.mkdtemp())
+>>> writer = TrainingWindowWriter(TrainingWindowConfig(path=root), event_id="event_id")
+>>> writer.offer_rows([b'{"event_id": "e1"}', b'{"event_id": "e2"}'], ["e1", "e2"],
+...                   np.array([0.1, 9.0], np.float32), 1.0, np.array([1, 1], np.int32))
+True
+>>> writer.close()
+>>> frame = read_window(root)
+>>> frame["event_id"].tolist(), frame["score"].tolist()[1], frame["model_version"].tolist()
+(['e1', 'e2'], 9.0, [1, 1])
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import shutil
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+from pydantic import Field
+
+from morpheus_ext.config_io import StrictModel
+
+log = logging.getLogger(__name__)
+
+SCHEMA = pa.schema(
+    [
+        ("event", pa.binary()),
+        ("event_id", pa.string()),
+        ("score", pa.float32()),
+        ("threshold", pa.float32()),
+        ("model_version", pa.int32()),
+        ("arrived", pa.timestamp("ms", tz="UTC")),
+    ]
+)
+
+
+class TrainingWindowConfig(StrictModel):
+    """``training_window:`` of a pipeline config (null: keep nothing)."""
+
+    path: Path
+    """A folder on the site's own disk (never shared with another site)."""
+    max_age_hours: float = Field(default=168.0, gt=0)
+    """Hours of arrivals kept; older hour partitions are deleted."""
+    max_bytes: int = Field(default=2 * 1024**3, ge=1024)
+    """Total size kept; the oldest hour partitions go first."""
+    flush_rows: int = Field(default=50_000, ge=1)
+    flush_interval_s: float = Field(default=10.0, gt=0)
+    queue_batches: int = Field(default=256, ge=1)
+    """Batches waiting for the writer thread; beyond that a batch is not kept (and counted)."""
+
+
+@dataclass
+class _Pending:
+    events: Sequence[bytes]
+    event_ids: Sequence[Any]
+    scores: np.ndarray
+    threshold: float
+    versions: np.ndarray
+    arrived_ns: int
+
+
+class TrainingWindowWriter:
+    """Keeps scored events in the window from a background thread (see the module doc)."""
+
+    def __init__(self, config: TrainingWindowConfig, event_id: str | None) -> None:
+        self.config = config
+        self.event_id = event_id
+        self.root = Path(config.path)
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._queue: queue.Queue[_Pending | None] = queue.Queue(config.queue_batches)
+        self.rows_written = 0
+        self.rows_dropped = 0
+        self.files_written = 0
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="training-window", daemon=True)
+        self._thread.start()
+
+    # ------------------------------------------------------------------ hot path
+    def offer(self, result: Any) -> bool:
+        """Keep the scored events of a :class:`~morpheus_ext.pipeline.BatchResult`."""
+        if result.raw is None or result.featurized is None or len(result.records) == 0:
+            return True
+        positions = result.record_positions()
+        values = result.raw.values
+        frame = result.featurized.frame
+        ids = frame[self.event_id].to_numpy() if self.event_id in frame else [None] * len(frame)
+        out = result.outputs
+        return self.offer_rows(
+            [values[i] for i in positions],
+            ids,
+            np.asarray(out["ANOMALY_SCORE"]).reshape(-1),
+            float(np.asarray(out["THRESHOLD"]).reshape(-1)[0]),
+            np.asarray(out["MODEL_VERSION"]).reshape(-1),
+        )
+
+    def offer_rows(
+        self,
+        events: Sequence[bytes],
+        event_ids: Sequence[Any],
+        scores: np.ndarray,
+        threshold: float,
+        versions: np.ndarray,
+    ) -> bool:
+        """Queue rows for the writer; False (and counted) when the queue is full."""
+        from morpheus_ext.prometheus_metrics import pipeline_metrics
+
+        item = _Pending(events, event_ids, scores, threshold, versions, time.time_ns())
+        try:
+            self._queue.put_nowait(item)
+        except queue.Full:
+            self.rows_dropped += len(events)
+            pipeline_metrics().window_rows_dropped.inc(len(events))
+            return False
+        return True
+
+    # ------------------------------------------------------------------ writer thread
+    def _run(self) -> None:
+        pending: list[_Pending] = []
+        rows = 0
+        deadline = time.monotonic() + self.config.flush_interval_s
+        while True:
+            timeout = max(0.0, deadline - time.monotonic())
+            try:
+                item = self._queue.get(timeout=timeout)
+            except queue.Empty:
+                item = _Pending([], [], np.zeros(0), 0.0, np.zeros(0), 0)  # time to flush
+            if item is None:
+                self._flush(pending)
+                return
+            if len(item.events):
+                pending.append(item)
+                rows += len(item.events)
+            if rows >= self.config.flush_rows or time.monotonic() >= deadline:
+                try:
+                    self._flush(pending)
+                    self._retain()
+                except Exception as exc:  # a full disk must not stop scoring: say it, count it
+                    self._error = exc
+                    log.warning("training window: writing failed (%s); rows not kept", exc)
+                    self.rows_dropped += rows
+                    from morpheus_ext.prometheus_metrics import pipeline_metrics
+
+                    pipeline_metrics().window_rows_dropped.inc(rows)
+                pending, rows = [], 0
+                deadline = time.monotonic() + self.config.flush_interval_s
+
+    def _flush(self, pending: list[_Pending]) -> None:
+        if not pending:
+            return
+        from morpheus_ext.prometheus_metrics import pipeline_metrics
+
+        events = [e for p in pending for e in p.events]
+        ids = [None if i is None else str(i) for p in pending for i in p.event_ids]
+        table = pa.table(
+            {
+                "event": pa.array(events, pa.binary()),
+                "event_id": pa.array(ids, pa.string()),
+                "score": pa.array(np.concatenate([p.scores for p in pending]), pa.float32()),
+                "threshold": pa.array(
+                    np.concatenate([np.full(len(p.events), p.threshold) for p in pending]),
+                    pa.float32(),
+                ),
+                "model_version": pa.array(
+                    np.concatenate([p.versions for p in pending]).astype(np.int32), pa.int32()
+                ),
+                "arrived": pa.array(
+                    np.concatenate(
+                        [np.full(len(p.events), p.arrived_ns // 1_000_000) for p in pending]
+                    ),
+                    pa.timestamp("ms", tz="UTC"),
+                ),
+            },
+            schema=SCHEMA,
+        )
+        first = datetime.fromtimestamp(pending[0].arrived_ns / 1e9, UTC)
+        folder = self.root / f"dt={first:%Y-%m-%d}" / f"hr={first:%H}"
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        name = f"part-{pending[0].arrived_ns}-{os.getpid()}.parquet"
+        tmp = folder / f".{name}.tmp"
+        pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, folder / name)
+        self.rows_written += table.num_rows
+        self.files_written += 1
+        pipeline_metrics().window_rows_written.inc(table.num_rows)
+
+    def _retain(self) -> None:
+        """Delete hour partitions older than ``max_age_hours``, then the oldest until the
+        window fits ``max_bytes``."""
+        hours = sorted(_hour_partitions(self.root))
+        cutoff = datetime.now(UTC) - timedelta(hours=self.config.max_age_hours)
+        sizes = {h: sum(f.stat().st_size for f in h[1].glob("*.parquet")) for h in hours}
+        total = sum(sizes.values())
+        for start, folder in hours[:-1]:  # never the hour being written
+            if start + timedelta(hours=1) <= cutoff or total > self.config.max_bytes:
+                total -= sizes[(start, folder)]
+                shutil.rmtree(folder, ignore_errors=True)
+                if not any(folder.parent.iterdir()):
+                    folder.parent.rmdir()
+
+    def close(self, timeout_s: float = 60.0) -> None:
+        """Write what is queued and stop the thread."""
+        self._queue.put(None)
+        self._thread.join(timeout=timeout_s)
+
+
+def _hour_partitions(root: Path) -> list[tuple[datetime, Path]]:
+    out = []
+    for folder in root.glob("dt=*/hr=*"):
+        try:
+            start = datetime.strptime(
+                f"{folder.parent.name[3:]} {folder.name[3:]}", "%Y-%m-%d %H"
+            ).replace(tzinfo=UTC)
+        except ValueError:
+            continue
+        out.append((start, folder))
+    return out
+
+
+def read_window(
+    root: Path,
+    hours: float | None = None,
+    now: datetime | None = None,
+    until: datetime | None = None,
+) -> pd.DataFrame:
+    """The window's rows (all columns, arrival order): optionally only those that arrived in
+    the ``hours`` before ``now`` and not after ``until`` (a run's snapshot). Duplicate event
+    ids (a replay after a crash) keep their first arrival."""
+    root = Path(root)
+    files = sorted(str(p) for p in root.glob("dt=*/hr=*/*.parquet"))
+    if not files:
+        return SCHEMA.empty_table().to_pandas()
+    table = ds.dataset(files, schema=SCHEMA, format="parquet").to_table()
+    stamp = pa.timestamp("ms", tz="UTC")
+    if hours is not None:
+        since = (now or datetime.now(UTC)) - timedelta(hours=hours)
+        table = table.filter(ds.field("arrived") >= pa.scalar(since, stamp))
+    if until is not None:
+        table = table.filter(ds.field("arrived") <= pa.scalar(until, stamp))
+    frame = table.to_pandas().sort_values("arrived", kind="stable").reset_index(drop=True)
+    dup = frame["event_id"].notna() & frame["event_id"].duplicated()
+    return frame[~dup].reset_index(drop=True)
