@@ -8,7 +8,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 
 # Serve the committed repository on a real (CPU) Triton: gRPC :8001, HTTP :8000, metrics :8002.
 .PHONY: kafka setup triton triton-serve demo test lint typecheck unit models bench clean \
-	ops-tools serve-api dashboards compose-smoke
+	ops-tools serve-api dashboards compose-smoke demo-loop
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -53,6 +53,11 @@ compose-smoke:
 demo: setup
 	$(VENV)/bin/secureai demo --config configs/demo.yml
 
+# The living loop with real processes on 127.0.0.1 (broker, coordinator, per site a pipeline and
+# a sidecar): drift -> DP rounds -> gate -> publish -> switch, measured (docs/loop.md).
+demo-loop: setup kafka
+	$(PY) scripts/loop/demo_loop.py
+
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -75,6 +80,7 @@ bench: setup triton kafka  ## every benchmark; each rewrites its own section of 
 	$(PY) benchmarks/bench_kafka.py --out docs/benchmarks.md
 	$(PY) benchmarks/bench_fingerprint.py --out docs/benchmarks.md
 	$(PY) benchmarks/bench_fl.py --out docs/benchmarks.md
+	$(PY) benchmarks/bench_window.py --out docs/benchmarks.md
 
 clean:
 	rm -rf $(VENV) .triton-venv .kafka runs .pytest_cache .mypy_cache .ruff_cache

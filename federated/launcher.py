@@ -295,6 +295,39 @@ class SuperLink:
         self.stop()
 
 
+def supernode_args(
+    superlink: str,
+    node_config: dict[str, Any],
+    *,
+    root_certificates: Path | None,
+    private_key: Path | None = None,
+    max_wait_s: float | None = None,
+    insecure: bool | None = None,
+) -> list[str]:
+    """The ``flower-supernode`` command line. ``insecure`` (default: no ``root_certificates``)
+    turns TLS off; TLS without ``root_certificates`` trusts the system CAs only."""
+    if insecure is None:
+        insecure = root_certificates is None
+    args = [
+        "flower-supernode",
+        "--superlink",
+        superlink,
+        "--port",
+        str(free_port()),
+        "--node-config",
+        " ".join(f"{k}={_toml_value(v)}" for k, v in node_config.items()),
+    ]
+    if root_certificates is not None:
+        args += ["--root-certificates", str(root_certificates)]
+    elif insecure:
+        args.append("--insecure")
+    if private_key is not None:
+        args += ["--auth-supernode-private-key", str(private_key)]
+    if max_wait_s is not None:
+        args += ["--max-wait-time", str(max_wait_s)]
+    return args
+
+
 def start_supernode(
     superlink: SuperLink,
     log_path: Path,
@@ -306,21 +339,12 @@ def start_supernode(
 ) -> Process:
     """A SuperNode connecting to ``superlink`` (TLS when ``root_certificates`` is given)."""
     home = log_path.parent / f".flwr-{log_path.stem}"
-    args = [
-        "flower-supernode",
-        "--superlink",
+    args = supernode_args(
         superlink.address,
-        "--port",
-        str(free_port()),
-        "--node-config",
-        " ".join(f"{k}={_toml_value(v)}" for k, v in node_config.items()),
-    ]
-    if root_certificates is not None:
-        args += ["--root-certificates", str(root_certificates)]
-    elif superlink.tls is None:
-        args.append("--insecure")
-    if private_key is not None:
-        args += ["--auth-supernode-private-key", str(private_key)]
-    if max_wait_s is not None:
-        args += ["--max-wait-time", str(max_wait_s)]
+        node_config,
+        root_certificates=root_certificates,
+        private_key=private_key,
+        max_wait_s=max_wait_s,
+        insecure=root_certificates is None and superlink.tls is None,
+    )
     return Process(args, log_path, flower_env(home), superlink.cwd)

@@ -210,8 +210,12 @@ def publish(
     config: PublishConfig | None = None,
     provenance: dict[str, Any] | None = None,
     triton: TritonControl | None = None,
+    contamination: float = 0.0,
 ) -> PublishResult:
-    """Export, validate, gate and atomically publish ``checkpoint`` as the next version."""
+    """Export, validate, gate and atomically publish ``checkpoint`` as the next version.
+
+    ``contamination``: share of the (unlabelled) validation rows estimated to be attacks; the
+    threshold leaves them out of the false-positive budget (:func:`calibrate`)."""
     config = config or PublishConfig()
     repo = ModelRepository(repository)
     if checkpoint.spec_hash != spec.spec_hash:
@@ -237,7 +241,7 @@ def publish(
         raise PublishRefused(str(exc)) from exc
     x_val = rows.calibration  # calibration rows only: the gate never sees them
     model = checkpoint.build(spec.tensor_width)
-    calib = calibrate(model, x_val, spec.layout, config.target_fpr)
+    calib = calibrate(model, x_val, spec.layout, config.target_fpr, contamination)
 
     with repository_lock(repository):
         for stale in (repository / AUTOENCODER).glob(".staging-*"):
@@ -292,6 +296,7 @@ def publish(
                     "target_fpr": calib.target_fpr,
                     "threshold": calib.threshold,
                     "n_samples": calib.n_samples,
+                    "contamination": calib.contamination,
                 },
                 "gate": gate,
                 "created_at": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -8,6 +8,10 @@ calibration and gate rows, and makes the canaries from the gate rows), and publi
 repository its pipeline serves from. A site whose gate refuses keeps serving what it served; the
 reply says which, with the gate's numbers, so the coordinator can count published and refused.
 
+Its rows carry attacks (nobody labelled them): the share of held-out rows the trim rule flags
+beyond the served version's own false-positive rate is the estimated ``contamination``, kept
+out of the candidate's false-positive budget when its threshold is calibrated.
+
 Labels a stream may carry (a lab's synthetic events do) are dropped before gating unless
 ``publish.gate: holdout`` asks for them: a real site has none, and the loop must be judged the
 way it runs there.
@@ -27,7 +31,12 @@ from federated.publish import PublishRefused, TritonControl, publish
 from federated.site_round import Site
 from modelling.checkpoint import Checkpoint
 from morpheus_ext.feature_spec import load_spec
-from morpheus_ext.model_repository import ModelRepositoryError, served_version
+from morpheus_ext.model_repository import (
+    AUTOENCODER,
+    ModelRepository,
+    ModelRepositoryError,
+    served_version,
+)
 
 
 def publish_at_site(
@@ -50,6 +59,13 @@ def publish_at_site(
     if config.publish.gate != "holdout" and label is not None and label in holdout:
         holdout = holdout.drop(columns=[label])  # a site gates without labels (see module doc)
     before = served_version(repository)
+    served_target = float(
+        (ModelRepository(repository).manifest(AUTOENCODER, before).get("calibration") or {}).get(
+            "target_fpr", config.publish.target_fpr
+        )
+    )
+    share = float((site.window_info or {}).get("holdout_suspect_share", 0.0))
+    contamination = max(0.0, share - served_target)
     triton = TritonControl(triton_url) if triton_url else None
     metrics: dict[str, float | int] = {"site-id": site.index, "served-before": before}
     try:
@@ -62,6 +78,7 @@ def publish_at_site(
             config.publish,
             provenance,
             triton,
+            contamination,
         )
     except (PublishRefused, GateRefused, ModelRepositoryError) as exc:
         metrics.update({"published": 0, "refused": 1, "served-after": served_version(repository)})

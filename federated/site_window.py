@@ -10,17 +10,30 @@ this module decides, when a run reads the window, which of them enter training. 
    ``max_rows`` at most, each event id once;
 2. **analyst-confirmed incidents are excluded**: a file of event ids (one per line, ``#``
    comments) that the SOC maintains;
-3. **the highest-scoring tail is trimmed**: the top ``trim_fraction`` of rows by the score the
-   served model gave them. A rare attack burst sits in that tail and is not learned as normal.
-   An organisation-wide change of behaviour (a new app or egress country adopted by a third of
-   users) is far larger than the tail: most of it stays, so the next model learns it. The trim
-   is a quantile, not a threshold, so it cannot remove more than ``trim_fraction`` even when
-   the served model flags a quarter of the stream after such a change. An attack share larger
-   than ``trim_fraction`` can enter training; the gate's canaries then stand between it and
-   serving (:mod:`federated.gate`).
+3. **what the served model flags is left out, unless it is organisation-wide**: a row the
+   served version flagged (score above its threshold) is trimmed, except when its *pattern* is
+   widespread. A pattern is the field that contributed most to the row's score (stored with the
+   row) and, for a categorical field, the row's value of it (``dst_app=ai-assistant``); for a
+   numeric or time field, just the field. A pattern carried by at least ``org_wide_fraction``
+   (10%) of the window's entities *and* by at least ``org_wide_min_share`` (2%) of its rows is
+   an organisation-wide change of behaviour (a new app or egress country adopted by a third of
+   users is ~10% of events): kept, so the next model learns it. A rare attack campaign is
+   either concentrated on few entities or a small share of the events (an exfiltration from
+   dozens of hosts is well under 1% of them): trimmed, so it is not learned as normal, however
+   it scores next to the change. ``trim: quantile``
+   instead drops the top ``trim_fraction`` by score (simpler; it fails when an organisation-wide
+   change outscores a campaign, as a never-seen app does). An attack spread over more entities
+   than ``org_wide_fraction`` can enter training; the gate's canaries then stand between it
+   and serving (:mod:`federated.gate`).
 
-The rows that remain are split, seeded, into the site's training rows and held-out rows; the
-held-out rows are never trained on and are what the site's gate calibrates and gates on.
+Held-out rows are drawn first (seeded, ``holdout_fraction`` of the rows that are not confirmed
+incidents) and are *not* trimmed: the site's gate calibrates the candidate and judges it on
+traffic as the site sees it (a threshold calibrated on trimmed rows, which lack the served
+model's own false positives, would flag about twice its target once serving). What the trim
+rule *would* leave out of them, beyond the served version's own false-positive rate, is taken
+to be attacks (``holdout_suspect_share``): the site's publisher sets the candidate's threshold
+so that they do not use up its false-positive budget (``contamination``). The training rows
+are the other rows, trimmed as above; no held-out row is ever trained on.
 """
 
 from __future__ import annotations
@@ -28,7 +41,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -40,6 +53,7 @@ from morpheus_ext.feature_spec import FeatureSpec
 from morpheus_ext.stages.input.sources import Origin, RawBatch
 from morpheus_ext.stages.output.training_window import read_window
 from morpheus_ext.stages.preprocess.decode import decode_batch
+from morpheus_ext.stages.preprocess.featurizer import Featurizer, canonical_str
 
 
 class WindowTooSmall(SecureAIError, RuntimeError):
@@ -53,8 +67,15 @@ class WindowSelection(StrictModel):
     """Arrivals this many hours before the run's start."""
     max_rows: int = Field(default=50_000, ge=100)
     """The newest rows at most (bounds a round's DP-SGD time)."""
+    trim: Literal["flagged", "quantile"] = "flagged"
+    """``flagged``: leave out what the served model flagged unless it is organisation-wide;
+    ``quantile``: leave out the top ``trim_fraction`` by score."""
+    org_wide_fraction: float = Field(default=0.1, gt=0, le=1)
+    """``flagged``: a pattern seen at this share of the window's entities ...``"""
+    org_wide_min_share: float = Field(default=0.02, ge=0, le=1)
+    """... and in at least this share of the window's rows is organisation-wide: kept."""
     trim_fraction: float = Field(default=0.02, ge=0, lt=0.5)
-    """Share of the highest-scoring rows left out of training."""
+    """``quantile``: share of the highest-scoring rows left out of training."""
     exclude_event_ids: Path | None = None
     """Analyst-confirmed incidents: a file of event ids, one per line."""
     holdout_fraction: float = Field(default=0.3, gt=0, lt=0.9)
@@ -79,40 +100,91 @@ def read_excluded_ids(path: Path | None) -> set[str]:
     return {line for line in lines if line}
 
 
-def select_rows(
-    window: pd.DataFrame, selection: WindowSelection, excluded: set[str]
-) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Steps 1-3 of the module doc on a window frame (``read_window``'s columns).
+def _patterns(
+    window: pd.DataFrame, frame: pd.DataFrame, spec: FeatureSpec, rows: np.ndarray
+) -> pd.Series:
+    """``field=value`` (categorical) or ``field`` (numeric, time) of each row in ``rows``."""
+    fields = spec.layout.fields
+    out = []
+    for i in rows:
+        f = int(window["top_field"].iat[i])
+        if not 0 <= f < len(fields):
+            out.append("?")
+            continue
+        slot = fields[f]
+        if slot.kind == "categorical" and slot.name in frame:
+            out.append(f"{slot.name}={canonical_str(frame[slot.name].iat[i])}")
+        else:
+            out.append(slot.name)
+    return pd.Series(out, index=rows, dtype=object)
 
-    >>> frame = pd.DataFrame({"event_id": [f"e{i}" for i in range(100)],
-    ...                       "score": np.arange(100, dtype=np.float32)})
-    >>> kept, info = select_rows(frame, WindowSelection(trim_fraction=0.05), {"e3"})
-    >>> len(kept), float(kept["score"].max()), info["excluded"], info["trimmed"]
-    (94, 94.0, 1, 5)
+
+def select_rows(
+    window: pd.DataFrame,
+    frame: pd.DataFrame,
+    spec: FeatureSpec,
+    selection: WindowSelection,
+    excluded: set[str],
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Steps 2-3 of the module doc: a mask of the rows that enter the run, and the counts.
+
+    ``window`` has :func:`read_window`'s columns, ``frame`` the same rows decoded.
+
+    >>> import numpy as np, pandas as pd
+    >>> from morpheus_ext.feature_spec import load_spec
+    >>> spec = load_spec("security_events")
+    >>> app = [f.name for f in spec.layout.fields].index("dst_app")
+    >>> frame = pd.DataFrame({"user": [f"u{i}" for i in range(40)],
+    ...                       "dst_app": ["new-app"] * 10 + ["evil"] * 2 + ["mail"] * 28})
+    >>> window = pd.DataFrame({"event_id": [f"e{i}" for i in range(40)],
+    ...                        "score": [5.0] * 12 + [0.1] * 28, "threshold": 1.0,
+    ...                        "top_field": app})
+    >>> keep, info = select_rows(window, frame, spec, WindowSelection(), {"e39"})
+    >>> int(keep.sum()), info["trimmed"], info["org_wide_kept"], info["excluded"]
+    (37, 2, 10, 1)
     """
-    n_window = len(window)
-    if len(window) > selection.max_rows:
-        window = window.iloc[-selection.max_rows :]
-    confirmed = window["event_id"].isin(excluded) if excluded else np.zeros(len(window), bool)
-    rows = window[~np.asarray(confirmed)]
-    cutoff = float("inf")
-    if selection.trim_fraction > 0 and len(rows):
-        cutoff = float(np.quantile(rows["score"], 1.0 - selection.trim_fraction))
-        rows_kept = rows[rows["score"] < cutoff]
-        # ties at the cutoff: keep them rather than trimming more than asked
-        if len(rows_kept) < len(rows) * (1 - selection.trim_fraction) - 1:
-            rows_kept = rows[rows["score"] <= cutoff]
-    else:
-        rows_kept = rows
-    info = {
-        "window_rows": n_window,
-        "considered": len(window),
-        "excluded": int(np.asarray(confirmed).sum()),
-        "trimmed": len(rows) - len(rows_kept),
-        "trim_score_cutoff": cutoff if np.isfinite(cutoff) else None,
-        "kept": len(rows_kept),
+    excluded_mask = window["event_id"].isin(excluded).to_numpy() if excluded else None
+    keep = np.ones(len(window), bool) if excluded_mask is None else ~excluded_mask
+    info: dict[str, Any] = {
+        "window_rows": len(window),
+        "excluded": int(0 if excluded_mask is None else excluded_mask.sum()),
+        "trim": selection.trim,
     }
-    return rows_kept.reset_index(drop=True), info
+    if selection.trim == "quantile":
+        scores = np.asarray(window["score"], dtype=np.float64)
+        cutoff = (
+            float(np.quantile(scores[keep], 1.0 - selection.trim_fraction))
+            if selection.trim_fraction > 0 and keep.any()
+            else float("inf")
+        )
+        trimmed = keep & (scores > cutoff)
+        info.update({"trimmed": int(trimmed.sum()), "trim_score_cutoff": cutoff})
+    else:
+        scores = np.asarray(window["score"], dtype=np.float64)
+        flagged = keep & (scores > np.asarray(window["threshold"], dtype=np.float64))
+        entities = Featurizer(spec).entities(frame)
+        n_entities = max(1, entities[keep].nunique())
+        rows = np.flatnonzero(flagged)
+        patterns = _patterns(window, frame, spec, rows)
+        grouped = entities.iloc[rows].groupby(patterns.to_numpy())
+        spread = grouped.nunique() / n_entities
+        share = grouped.size() / max(1, int(keep.sum()))
+        wide = (spread >= selection.org_wide_fraction) & (share >= selection.org_wide_min_share)
+        org_wide = patterns.map(wide).to_numpy(dtype=bool)
+        trimmed = np.zeros(len(window), bool)
+        trimmed[rows[~org_wide]] = True
+        top = spread[wide].sort_values(ascending=False)
+        info.update(
+            {
+                "flagged": len(rows),
+                "org_wide_kept": int(org_wide.sum()),
+                "trimmed": int(trimmed.sum()),
+                "org_wide_patterns": {k: round(float(v), 3) for k, v in top.head(5).items()},
+            }
+        )
+    keep &= ~trimmed
+    info["kept"] = int(keep.sum())
+    return keep, info
 
 
 def decode_events(values: list[bytes], spec: FeatureSpec) -> pd.DataFrame:
@@ -133,21 +205,38 @@ def load_site_rows(
     """The site's rows for a run that started at ``until`` (default: now)."""
     until = until or datetime.now(UTC)
     window = read_window(window_dir, hours=selection.hours, now=until, until=until)
-    kept, info = select_rows(window, selection, read_excluded_ids(selection.exclude_event_ids))
-    if len(kept) < selection.min_rows:
+    if len(window) > selection.max_rows:
+        window = window.iloc[-selection.max_rows :].reset_index(drop=True)
+    decoded = decode_events(window["event"].tolist(), spec)
+    keep, info = select_rows(
+        window, decoded, spec, selection, read_excluded_ids(selection.exclude_event_ids)
+    )
+    # Held-out rows are drawn before the trim, from everything but confirmed incidents: the
+    # gate calibrates and judges on traffic as the site sees it (a threshold calibrated on
+    # trimmed rows would flag more than its target once serving).
+    holdout = np.zeros(len(window), bool)
+    candidates = np.flatnonzero(
+        ~window["event_id"].isin(read_excluded_ids(selection.exclude_event_ids)).to_numpy()
+    )
+    order = np.random.default_rng(seed).permutation(candidates)
+    holdout[order[: round(len(order) * selection.holdout_fraction)]] = True
+    train = keep & ~holdout
+    if int(train.sum()) < selection.min_rows:
         raise WindowTooSmall(
-            f"the training window {window_dir} has {len(kept)} usable rows in the "
-            f"{selection.hours:g} h before {until:%Y-%m-%dT%H:%M:%SZ} (need "
-            f"{selection.min_rows}; {info['excluded']} excluded, {info['trimmed']} trimmed)"
+            f"the training window {window_dir} has {int(train.sum())} usable training rows in "
+            f"the {selection.hours:g} h before {until:%Y-%m-%dT%H:%M:%SZ} (need "
+            f"{selection.min_rows}; {info['excluded']} excluded, {info['trimmed']} trimmed, "
+            f"{int(holdout.sum())} held out)"
         )
-    frame = decode_events(kept["event"].tolist(), spec)
-    order = np.random.default_rng(seed).permutation(len(frame))
-    cut = round(len(frame) * (1 - selection.holdout_fraction))
+    suspects = holdout & ~keep  # held-out rows the trim rule would have left out
     info.update(
-        {"until": until.isoformat(timespec="seconds"), "train": cut, "holdout": len(frame) - cut}
+        {
+            "until": until.isoformat(timespec="seconds"),
+            "train": int(train.sum()),
+            "holdout": int(holdout.sum()),
+            "holdout_suspect_share": float(suspects.sum() / max(1, holdout.sum())),
+        }
     )
     return SiteRows(
-        frame.iloc[np.sort(order[:cut])].reset_index(drop=True),
-        frame.iloc[np.sort(order[cut:])].reset_index(drop=True),
-        info,
+        decoded[train].reset_index(drop=True), decoded[holdout].reset_index(drop=True), info
     )

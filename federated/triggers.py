@@ -2,15 +2,18 @@
 
 Pure decisions, so the rules are testable without processes:
 
-* **drift**: at least ``min_sites`` sites sent a report saying ``drifted`` (their flagged rate
-  reached ``flagged_ratio`` x the served version's calibrated target, :mod:`federated.drift`)
-  *after* the last run ended and within ``report_max_age_s``: reports about a version that a
-  run has since replaced do not count;
+* **drift**: at least ``min_sites`` sites have reported ``drifted`` (their flagged rate reached
+  ``flagged_ratio`` x the served version's calibrated target, :mod:`federated.drift`) without
+  a break for ``drift_sustain_s``, the latest such report *after* the last run ended and
+  within ``report_max_age_s``. Sustained: a run needs the new behaviour in the sites' windows
+  to learn it, and a burst that ends by itself needs no run; after a run, reports about the
+  replaced version do not count;
 * **schedule**: ``interval_s`` since the last run started (or since the coordinator started);
 * neither within ``cooldown_s`` of the last run's end (a new version needs time to be judged).
 
->>> rules = TriggerConfig(schedule_interval_s=3600, min_sites=1, cooldown_s=60)
->>> reports = {"alpha": Report(received=1000.0, drifted=True)}
+>>> rules = TriggerConfig(schedule_interval_s=3600, min_sites=1, cooldown_s=60,
+...                       drift_sustain_s=30)
+>>> reports = {"alpha": Report(received=1000.0, drifted=True, drifted_since=950.0)}
 >>> due(1010.0, started=0.0, last_start=None, last_end=None, reports=reports, rules=rules)
 'drift: alpha'
 >>> due(1010.0, started=0.0, last_start=900.0, last_end=990.0, reports=reports, rules=rules)
@@ -35,6 +38,8 @@ class TriggerConfig(StrictModel):
     report_max_age_s: float = Field(default=900.0, gt=0)
     cooldown_s: float = Field(default=300.0, ge=0)
     """No run within this long of the last one's end."""
+    drift_sustain_s: float = Field(default=900.0, ge=0)
+    """A site counts as drifting once its reports have said so for this long without a break."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,13 @@ class Report:
 
     received: float
     drifted: bool
+    drifted_since: float | None = None
+    """When the site's current unbroken run of drifted reports began (None: not drifting)."""
+
+    def after(self, received: float, drifted: bool) -> Report:
+        """The site's state once a new report arrives."""
+        since = (self.drifted_since or received) if drifted else None
+        return Report(received, drifted, since)
 
 
 def due(
@@ -63,6 +75,8 @@ def due(
         site
         for site, r in sorted(reports.items())
         if r.drifted
+        and r.drifted_since is not None
+        and now - r.drifted_since >= rules.drift_sustain_s
         and now - r.received <= rules.report_max_age_s
         and (last_end is None or r.received > last_end)
     ]

@@ -26,6 +26,9 @@ class Calibration:
     threshold: float
     target_fpr: float
     n_samples: int
+    contamination: float = 0.0
+    """Share of the calibration rows believed to be attacks: the threshold is the
+    ``1 - target_fpr - contamination`` quantile, so they do not use up the FP budget."""
 
     def summary(self) -> dict[str, Any]:
         d = asdict(self)
@@ -35,9 +38,14 @@ class Calibration:
 
 
 def calibrate(
-    autoencoder: nn.Module, normal_val: np.ndarray, layout: TensorLayout, target_fpr: float = 0.01
+    autoencoder: nn.Module,
+    normal_val: np.ndarray,
+    layout: TensorLayout,
+    target_fpr: float = 0.01,
+    contamination: float = 0.0,
 ) -> Calibration:
-    """``normal_val``: *normalized* tensor rows believed benign (label normal, or all rows)."""
+    """``normal_val``: *normalized* tensor rows believed benign (label normal, or all rows);
+    ``contamination``: the share of them estimated to be attacks (unlabelled site data)."""
     if len(normal_val) == 0:
         raise ValueError("calibration needs at least one normal validation row")
     score, field_err = field_errors(
@@ -45,13 +53,14 @@ def calibrate(
     )
     s = score.numpy().astype(np.float64)
     fe = field_err.numpy().astype(np.float64)
-    threshold = float(np.quantile(s, 1.0 - target_fpr))
+    threshold = float(np.quantile(s, max(0.0, 1.0 - target_fpr - contamination)))
     return Calibration(
         field_mean=fe.mean(axis=0).astype(np.float32),
         field_std=np.maximum(fe.std(axis=0), _MIN_STD).astype(np.float32),
         threshold=threshold,
         target_fpr=target_fpr,
         n_samples=len(normal_val),
+        contamination=contamination,
     )
 
 

@@ -297,12 +297,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--entity-relative", action="store_true")
     g.set_defaults(func=cmd_generate)
 
-    from pipelines import cli_fl, cli_kafka, cli_model, cli_serve
+    from pipelines import cli_fl, cli_kafka, cli_loop, cli_model, cli_serve
 
     cli_kafka.register(sub)
     cli_fl.register(sub)
     cli_model.register(sub)
     cli_serve.register(sub)
+    cli_loop.register(sub)
 
     sp = sub.add_parser("spec", help="show a feature spec's tensor layout and hash")
     sp.add_argument("spec")

@@ -115,6 +115,16 @@ INFERENCE = [
                 unit="short",
                 description="Flagged events; the ratio should sit near the calibrated FPR.",
             ),
+            Panel(
+                "Training window: events kept and not kept per second",
+                [
+                    (f"sum(rate(secureai_window_rows_written_total{R}))", "kept"),
+                    (f"sum(rate(secureai_window_rows_dropped_total{R}))", "not kept"),
+                ],
+                unit="ops",
+                description="Scored events written to the site's training window (docs/loop.md)"
+                "; 'not kept': the writer fell behind or a write failed (scoring never waits).",
+            ),
         ],
     ),
     Row(
@@ -350,6 +360,18 @@ FEDERATED = [
                 description="Lifetime epsilon a site's ledger still allows; at 0 it refuses "
                 "to train (a failed reply).",
                 extra={"thresholds": [("red", None), ("orange", 1), ("green", 3)]},
+            ),
+            Panel(
+                "Final model at each site: published or refused",
+                [
+                    (
+                        "sum by (site, outcome) (secureai_fl_site_versions_total)",
+                        "{{site}}: {{outcome}}",
+                    ),
+                    ("max by (site) (secureai_fl_site_served_version)", "{{site}}: serves v"),
+                ],
+                description="Each site gates the run's final model on its own held-out rows "
+                "(docs/loop.md); refused: it keeps serving what it served.",
             ),
         ],
     ),

@@ -107,13 +107,13 @@ def test_sites_train_on_their_windows_and_publish_into_their_own_repositories(
             assert manifest["site"] == name and manifest["fl_run_id"] == result["fl_run_id"]
             assert manifest["gate"]["gate"] == "unlabelled"
             assert manifest["window"]["train"] > 0 and manifest["window"]["trimmed"] > 0
-            assert manifest["dp"]["epsilon_spent"] <= 1.0 + 1e-6
+            assert manifest["dp"]["epsilon_spent"] <= 3.0 + 1e-6
         else:
             assert "unlabelled gate" in o["outcome"] and served_version(repo) == 1
         # the site's own ledger, under its own name, holds this run
         ledger = json.loads((root / "ledger" / f"{name}.json").read_text())
         assert set(ledger["runs"]) == {result["fl_run_id"]}
-        assert 0 < ledger["spent_epsilon"] <= 1.0 + 1e-6
+        assert 0 < ledger["spent_epsilon"] <= 3.0 + 1e-6
         # nothing of another site's window was read: each window is intact and separate
         assert len(read_window(root / "window")) == 5000
     assert result["dp"]["sites"].keys() == {"0", "1"}
