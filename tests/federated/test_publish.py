@@ -415,3 +415,33 @@ def test_verify_reports_an_unreadable_model_file_instead_of_crashing(tmp_path: P
     )  # fmt: skip
     assert out.returncode == 1, out.stderr
     assert "internal error" not in out.stderr and "not a readable ONNX model" in out.stdout
+
+
+@pytest.mark.parametrize(
+    ("damage", "finding"),
+    [
+        ("truncate", "not a readable ONNX model"),
+        ("delete", "model.onnx: missing"),
+        ("flip", "sha256 differs from the manifest"),
+    ],
+)
+def test_verify_finds_truncated_missing_and_altered_files_with_a_nonzero_exit(
+    tmp_path: Path, damage: str, finding: str
+) -> None:
+    repo = tmp_path / "repo"
+    shutil.copytree(REPO_ROOT / "triton_model_repository", repo)
+    target = repo / "dfp_encoder" / "1" / "model.onnx"
+    data = target.read_bytes()
+    if damage == "truncate":
+        target.write_bytes(data[: len(data) // 2])
+    elif damage == "delete":
+        target.unlink()
+    else:
+        target.write_bytes(data[:-1] + bytes([data[-1] ^ 0x01]))
+    out = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "model", "verify", "--repository", str(repo)],
+        capture_output=True, text=True, timeout=120, cwd=REPO_ROOT,
+    )  # fmt: skip
+    assert out.returncode == 1, out.stderr
+    assert finding in out.stdout and "Traceback" not in out.stderr + out.stdout
+    assert out.stderr.strip().splitlines()[-1].startswith("secureai: error: ")

@@ -100,6 +100,12 @@ def publish_fl_run(metrics: FLMetrics) -> None:
         metrics.local_steps.labels(site).inc(steps)
     for site, left in {"site-0": 8.2, "site-1": 7.9, "site-2": 8.0}.items():
         metrics.budget_left.labels(site).set(left)
+    # a previous run's publish step (monitor.site_publish): two published, one refused
+    for site, outcome, served in (("site-0", "published", 2), ("site-1", "published", 2)):
+        metrics.site_versions.labels(site, outcome).inc()
+        metrics.site_served_version.labels(site).set(served)
+    metrics.site_versions.labels("site-2", "refused").inc()
+    metrics.site_served_version.labels("site-2").set(1)
 
 
 @pytest.fixture(scope="module")
