@@ -55,8 +55,10 @@ demo: setup
 
 # The living loop with real processes on 127.0.0.1 (broker, coordinator, per site a pipeline and
 # a sidecar): drift -> DP rounds -> gate -> publish -> switch, measured (docs/loop.md).
-demo-loop: setup kafka
-	$(PY) scripts/loop/demo_loop.py
+# `make demo-loop ENGINE=triton`: each site scores on its own CPU Triton (poll mode).
+ENGINE ?= inprocess
+demo-loop: setup kafka $(if $(filter triton,$(ENGINE)),triton)
+	$(PY) scripts/loop/demo_loop.py --engine $(ENGINE)
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -40,7 +40,7 @@ from pydantic import Field
 
 from federated.certs import TLSFiles, make_tls
 from federated.config import FLConfig, InitialModelConfig
-from federated.launcher import SuperLink
+from federated.launcher import RunStopped, SuperLink
 from federated.protocol import RUN_CONFIG_PATH, RUN_DIR
 from federated.runs import finish_run, prepare_run_dir
 from federated.triggers import Report, TriggerConfig, due
@@ -145,6 +145,8 @@ class Coordinator:
         self._lock = threading.Lock()
         self.superlink: SuperLink | None = None
         self.http: ThreadingHTTPServer | None = None
+        self.current_run: int | None = None
+        """The Flower run in progress (a SIGTERM stops it rather than waiting it out)."""
         self._load_state()
 
     # ------------------------------------------------------------------ state
@@ -295,7 +297,8 @@ class Coordinator:
             run_id = self.superlink.run_app(
                 {RUN_CONFIG_PATH: str(run_dir / "config.yaml"), RUN_DIR: str(run_dir)}
             )
-            status = self.superlink.wait(run_id, self.config.run_timeout_s)
+            self.current_run = run_id
+            status = self.superlink.wait(run_id, self.config.run_timeout_s, stop=self._stop)
             flower_log = self.superlink.logs(run_id)
             (run_dir / "logs").mkdir(exist_ok=True)
             (run_dir / "logs" / "flower.log").write_text(flower_log)
@@ -317,9 +320,14 @@ class Coordinator:
             self.reference = InitialModelConfig(
                 repository=run_dir / "model_repository", version="latest"
             )
+        except RunStopped as exc:  # SIGTERM: the run is stopped, sites keep what they serve
+            status = "stopped"
+            record["error"] = str(exc)
+            log.warning("federated run stopped: the coordinator is shutting down")
         except Exception as exc:  # a failed run leaves every site serving what it served
             record["error"] = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
             log.warning("federated run failed: %s", record["error"])
+        self.current_run = None
         ended = time.time()
         record.update({"status": status, "ended": ended, "seconds": ended - started})
         self.last_end = ended

@@ -23,6 +23,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from types import TracebackType
@@ -37,6 +38,10 @@ CONNECTION = "secureai"
 
 class FlowerError(SecureAIError, RuntimeError):
     """A Flower process or CLI call failed (message carries the relevant output)."""
+
+
+class RunStopped(SecureAIError, RuntimeError):
+    """A run was stopped on request (the service is shutting down) before it finished."""
 
 
 class FLRunFailed(SecureAIError, RuntimeError):
@@ -263,18 +268,38 @@ class SuperLink:
         runs = doc.get("runs", [])
         return str(runs[0]["status"]) if runs else "unknown"
 
-    def wait(self, run_id: int, timeout: float, poll_s: float = 2.0) -> str:
-        """Block until the run is ``finished:*``; returns that status (raises on timeout)."""
+    def wait(
+        self,
+        run_id: int,
+        timeout: float,
+        poll_s: float = 2.0,
+        stop: threading.Event | None = None,
+    ) -> str:
+        """Block until the run is ``finished:*``; returns that status (raises on timeout).
+
+        When ``stop`` is set first (a service given SIGTERM), the run is stopped through the
+        Control API and :class:`RunStopped` raised: a shutdown does not wait out a long run.
+        """
         deadline = time.monotonic() + timeout
         status = "unknown"
         while time.monotonic() < deadline:
             if self.process is not None and not self.process.alive():
                 raise FlowerError(f"the SuperLink died:\n{self.process.log_text()[-3000:]}")
+            if stop is not None and stop.is_set():
+                self.stop_run(run_id)
+                raise RunStopped(f"run {run_id} stopped on request while {status!r}")
             status = self.status(run_id)
             if status.startswith("finished"):
                 return status
-            time.sleep(poll_s)
+            if stop is not None:
+                stop.wait(poll_s)
+            else:
+                time.sleep(poll_s)
         raise FlowerError(f"run {run_id} still {status!r} after {timeout:.0f}s")
+
+    def stop_run(self, run_id: int) -> str:
+        """Ask the SuperLink to stop a run (``flwr stop``); returns the CLI's output."""
+        return self.flwr("stop", str(run_id), CONNECTION, timeout=60, check=False)
 
     def logs(self, run_id: int) -> str:
         return self.flwr("log", str(run_id), CONNECTION, "--show", timeout=60, check=False)

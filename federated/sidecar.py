@@ -168,6 +168,10 @@ class Sidecar:
     def __init__(self, config: SidecarConfig, metrics: SidecarMetrics | None = None) -> None:
         self.config = config
         self.metrics = metrics or SidecarMetrics()
+        # counters exist at 0 from the start: a dashboard shows "no restarts", not "no data"
+        self.metrics.restarts.labels(config.site)
+        for result in ("sent", "failed"):
+            self.metrics.reports.labels(config.site, result)
         self._stop = threading.Event()
         self.supernode: Process | None = None
         self.starts = 0

@@ -20,7 +20,10 @@ this module decides, when a run reads the window, which of them enter training. 
    users is ~10% of events): kept, so the next model learns it. A rare attack campaign is
    either concentrated on few entities or a small share of the events (an exfiltration from
    dozens of hosts is well under 1% of them): trimmed, so it is not learned as normal, however
-   it scores next to the change. ``trim: quantile``
+   it scores next to the change. The top field alone misses part of a change (a new app's
+   login can score highest on its device when the combination is what is new), so a flagged
+   row that *carries* an organisation-wide new categorical value is kept too: a value most of
+   whose rows are flagged (``org_wide_flag_share``), equally widespread. ``trim: quantile``
    instead drops the top ``trim_fraction`` by score (simpler; it fails when an organisation-wide
    change outscores a campaign, as a never-seen app does). An attack spread over more entities
    than ``org_wide_fraction`` can enter training; the gate's canaries then stand between it
@@ -74,6 +77,10 @@ class WindowSelection(StrictModel):
     """``flagged``: a pattern seen at this share of the window's entities ...``"""
     org_wide_min_share: float = Field(default=0.02, ge=0, le=1)
     """... and in at least this share of the window's rows is organisation-wide: kept."""
+    org_wide_flag_share: float = Field(default=0.5, gt=0, le=1)
+    """``flagged``: a categorical value is *new behaviour* when at least this share of the
+    rows carrying it are flagged (and it is as widespread as above); every flagged row that
+    carries it is kept, whatever field scored highest."""
     trim_fraction: float = Field(default=0.02, ge=0, lt=0.5)
     """``quantile``: share of the highest-scoring rows left out of training."""
     exclude_event_ids: Path | None = None
@@ -117,6 +124,48 @@ def _patterns(
         else:
             out.append(slot.name)
     return pd.Series(out, index=rows, dtype=object)
+
+
+def _new_values(
+    frame: pd.DataFrame,
+    spec: FeatureSpec,
+    entities: pd.Series,
+    keep: np.ndarray,
+    flagged: np.ndarray,
+    n_entities: int,
+    selection: WindowSelection,
+) -> tuple[np.ndarray, dict[str, float]]:
+    """Rows that carry an organisation-wide *new* categorical value, and those values.
+
+    The top field alone misses part of a change: a new app's logins are flagged because of the
+    app, but the field that contributed most to a row's error can be another one (its device,
+    its result) when the combination is what is unusual. A value most of whose rows are flagged
+    (``org_wide_flag_share``), carried by ``org_wide_fraction`` of the entities in
+    ``org_wide_min_share`` of the rows, is new behaviour, not an attack: a campaign is
+    concentrated on few entities or a small share of the rows; a common value
+    (``result=success``) is not mostly flagged.
+    """
+    carries = np.zeros(len(frame), bool)
+    found: dict[str, float] = {}
+    n_rows = max(1, int(keep.sum()))
+    ent = entities.to_numpy()
+    for slot in spec.layout.fields:
+        if slot.kind != "categorical" or slot.name not in frame or slot.name in spec.entity:
+            continue
+        values = frame[slot.name].map(canonical_str).to_numpy(dtype=object)
+        by = pd.DataFrame({"v": values[keep], "f": flagged[keep], "e": ent[keep]})
+        stats = by.groupby("v").agg(n=("f", "size"), flagged=("f", "sum"))
+        stats = stats[
+            (stats["flagged"] >= stats["n"] * selection.org_wide_flag_share)
+            & (stats["n"] >= n_rows * selection.org_wide_min_share)
+        ]
+        if stats.empty:
+            continue
+        spread = by[by["f"] & by["v"].isin(stats.index)].groupby("v")["e"].nunique() / n_entities
+        for value, frac in spread[spread >= selection.org_wide_fraction].items():
+            found[f"{slot.name}={value}"] = round(float(frac), 3)
+            carries |= values == value
+    return carries, found
 
 
 def select_rows(
@@ -171,6 +220,10 @@ def select_rows(
         share = grouped.size() / max(1, int(keep.sum()))
         wide = (spread >= selection.org_wide_fraction) & (share >= selection.org_wide_min_share)
         org_wide = patterns.map(wide).to_numpy(dtype=bool)
+        carries_new, new_values = _new_values(
+            frame, spec, entities, keep, flagged, n_entities, selection
+        )
+        org_wide |= carries_new[rows]
         trimmed = np.zeros(len(window), bool)
         trimmed[rows[~org_wide]] = True
         top = spread[wide].sort_values(ascending=False)
@@ -180,6 +233,7 @@ def select_rows(
                 "org_wide_kept": int(org_wide.sum()),
                 "trimmed": int(trimmed.sum()),
                 "org_wide_patterns": {k: round(float(v), 3) for k, v in top.head(5).items()},
+                "org_wide_new_values": new_values,
             }
         )
     keep &= ~trimmed

@@ -88,6 +88,10 @@ class BodyLimitMiddleware:
         await self.app(scope, replay, send)
 
 
+CLIENT_CLOSED = 499
+"""Status counted for a request whose client left before any answer (nginx's convention)."""
+
+
 class MetricsMiddleware:
     """Counts every answered request (including 413s from the body limit), its duration and
     the requests in progress."""
@@ -102,7 +106,7 @@ class MetricsMiddleware:
             return
         path = scope.get("path", "")
         route = path if path in ROUTES else "other"
-        status = [500]
+        status = [0]  # set when the response starts
         started = time.perf_counter()
 
         async def capture(message: Message) -> None:
@@ -114,7 +118,13 @@ class MetricsMiddleware:
         inflight.inc()
         try:
             await self.app(scope, receive, capture)
+        except Exception:
+            status[0] = status[0] or 500  # the server failed before it answered
+            raise
         finally:
             inflight.dec()
-            self.metrics.requests.labels(route, str(status[0])).inc()
+            # No answer started and no error: the client went away first (a timeout on its
+            # side, a disconnect cancelling the request). Counted as nginx's 499 "client closed
+            # request", not as a server error a dashboard would alert on.
+            self.metrics.requests.labels(route, str(status[0] or CLIENT_CLOSED)).inc()
             self.metrics.duration.labels(route).observe(time.perf_counter() - started)

@@ -134,6 +134,38 @@ def _write_yaml(path: Path, doc: dict[str, Any]) -> Path:
     return path
 
 
+def _start_triton(
+    site: Site, grpc_port: int, http_port: int, env: dict[str, str]
+) -> subprocess.Popen[bytes]:
+    """The site's own Triton (CPU harness) in poll mode on the site's repository: a version
+    renamed in is served ~2.5 s later (scripts/triton/README.md)."""
+    proc = _spawn(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "triton" / "serve.py"),
+            "--repository", str(site.root / "model_repository"),
+            "--model-control-mode", "poll",
+            "--poll-secs", "1",
+            "--grpc-port", str(grpc_port),
+            "--http-port", str(http_port),
+            "--metrics-port", str(free_port()),
+            "--workdir", str(site.root / "triton"),
+            "--timeout", "120",
+        ],
+        site.root / "triton.log",
+        env,
+    )  # fmt: skip
+    deadline = time.monotonic() + 150
+    while not _listening(http_port):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(
+                f"{site.name}: Triton did not start:\n"
+                + (site.root / "triton.log").read_text()[-3000:]
+            )
+        time.sleep(0.5)
+    return proc
+
+
 def _reader(bootstrap: str, site: Site, stop: threading.Event) -> None:
     consumer = Consumer(
         {
@@ -170,8 +202,13 @@ def run_demo(
     timeout_s: float = 540.0,
     log: Any = print,
     sustain_s: float = 40.0,
+    engine: str = "inprocess",
 ) -> dict[str, Any]:
-    """Run the whole demo in ``work``; returns the measured results per site."""
+    """Run the whole demo in ``work``; returns the measured results per site.
+
+    ``engine="triton"``: each site's pipeline scores on its own Triton (the CPU harness,
+    ``scripts/triton/serve.py``, poll mode on the site's repository) and its sidecar confirms
+    each published version with that server before the site counts it as published."""
     t_start = time.monotonic()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     python = sys.executable
@@ -233,8 +270,24 @@ def run_demo(
                     + (coord_dir / "coordinator.log").read_text()[-3000:]
                 )
             time.sleep(0.5)
-        # ---- per site: the pipeline and the sidecar
+        # ---- per site: (its Triton,) the pipeline and the sidecar
         for s in sites:
+            inference: dict[str, Any] = {
+                "engine": "inprocess",
+                "repository": str(s.root / "model_repository"),
+                "threads": 1,
+                "follow_repository": True,
+            }
+            triton_http: str | None = None
+            if engine == "triton":
+                grpc_port, http_port = free_port(), free_port()
+                s.procs.append(_start_triton(s, grpc_port, http_port, env))
+                inference = {
+                    "engine": "triton",
+                    "url": f"127.0.0.1:{grpc_port}",
+                    "connect_timeout_s": 120,
+                }
+                triton_http = f"http://127.0.0.1:{http_port}"
             pipeline_yml = _write_yaml(
                 s.root / "pipeline.yml",
                 {
@@ -248,12 +301,7 @@ def run_demo(
                         "batch_size": 1024,
                         "batch_timeout_ms": 100,
                     },
-                    "inference": {
-                        "engine": "inprocess",
-                        "repository": str(s.root / "model_repository"),
-                        "threads": 1,
-                        "follow_repository": True,
-                    },
+                    "inference": inference,
                     "training_window": {
                         "path": str(s.root / "window"),
                         "flush_interval_s": 2.0,
@@ -283,6 +331,7 @@ def run_demo(
                     "report_interval_s": 5.0,
                     "drift": {"hours": 0.01, "min_rows": 400, "flagged_ratio": 3.0},
                     "work_dir": str(s.root / "sidecar"),
+                    "triton_url": triton_http,
                 },
             )
             s.procs.append(
@@ -491,9 +540,9 @@ def table(result: dict[str, Any]) -> str:
     lines = [
         "| site | FPR before drift | FPR after drift, old version | FPR after drift, new "
         "version | recall before / after (stream) | recall old / new version (probe) | "
-        "campaign recall old / new | epsilon spent | versions served | drift -> new version | "
-        "events without output |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|",
+        "FPR old / new version (probe) | campaign recall old / new | epsilon spent | "
+        "versions served | drift -> new version | events without output |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|",
     ]
     for name, r in result["sites"].items():
         secs = "-" if r["drift_to_new_s"] is None else f"{r['drift_to_new_s']:.0f} s"
@@ -502,6 +551,7 @@ def table(result: dict[str, Any]) -> str:
             f"| {name} | {pct(r['fpr_before'])} | {pct(r['fpr_drift_old'])} | "
             f"{pct(r['fpr_drift_new'])} | {pct(r['recall_before'])} / {pct(r['recall_after'])} | "
             f"{pct(r.get('probe_recall_old'))} / {pct(r.get('probe_recall_new'))} | "
+            f"{pct(r.get('probe_fpr_old'))} / {pct(r.get('probe_fpr_new'))} | "
             f"{pct(r['campaign_recall_old'])} / {pct(r['campaign_recall_new'])} | {eps} | "
             f"{', '.join(map(str, r['versions']))} | {secs} | {r['without_output']} of "
             f"{r['produced']:,} |"
@@ -519,6 +569,12 @@ def main() -> int:
     parser.add_argument(
         "--sustain-s", type=float, default=40.0, help="drift reported this long starts a run"
     )
+    parser.add_argument(
+        "--engine",
+        choices=("inprocess", "triton"),
+        default="inprocess",
+        help="what each site's pipeline scores with (triton: one CPU Triton per site)",
+    )
     parser.add_argument("--work-dir", help="keep every process's files and logs here")
     parser.add_argument("--out", help="Markdown file to update (section between markers)")
     args = parser.parse_args()
@@ -528,7 +584,17 @@ def main() -> int:
     def log(msg: str) -> None:
         print(f"[{time.monotonic() - started:6.1f}s] {msg}", flush=True)
 
-    result = run_demo(work, args.sites, args.rate, args.before_s, args.after_s, args.timeout_s, log)
+    result = run_demo(
+        work,
+        args.sites,
+        args.rate,
+        args.before_s,
+        args.after_s,
+        args.timeout_s,
+        log,
+        args.sustain_s,
+        args.engine,
+    )
     text = table(result)
     run = result["run"]
     print(text)

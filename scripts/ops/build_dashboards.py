@@ -7,8 +7,8 @@ The JSON files are what Grafana provisions (docker-compose, Helm); this script k
 layout uniform and their queries in one readable place. Every query is checked against a real
 Prometheus scraping a running pipeline, Triton and a federated-metrics endpoint
 (tests/ops/test_ops_dashboards.py). Metric names: morpheus_ext/prometheus_metrics.py (pipeline),
-pipelines/rest/prometheus_metrics.py (REST API), federated/prometheus_metrics.py (FL), Triton's own
-``nv_*``.
+pipelines/rest/prometheus_metrics.py (REST API), federated/prometheus_metrics.py (FL),
+federated/sidecar.py and federated/coordinator.py (the loop), Triton's own ``nv_*``.
 ``$__rate_interval`` is Grafana's; the test substitutes a window.
 """
 
@@ -375,6 +375,95 @@ FEDERATED = [
             ),
         ],
     ),
+    Row(
+        "The living loop (secureai sidecar at each site, secureai coordinator)",
+        [
+            Panel(
+                "Drift ratio by site (flagged rate / calibrated target)",
+                [
+                    ("max by (site) (secureai_site_drift_ratio)", "{{site}}"),
+                    (
+                        "max by (site) (secureai_coordinator_site_drift_ratio)",
+                        "{{site}} (received)",
+                    ),
+                ],
+                description="A site reports drift at a ratio >= drift.flagged_ratio (3); the "
+                "coordinator starts a run once it has been sustained (docs/loop.md).",
+                extra={"thresholds": [("green", None), ("orange", 2), ("red", 3)]},
+            ),
+            Panel(
+                "Flagged rate of the served version by site",
+                [
+                    ("max by (site) (secureai_site_flagged_rate)", "{{site}}"),
+                    ("max by (site) (secureai_site_drifted)", "{{site}}: drifting"),
+                ],
+                unit="percentunit",
+                description="Share of the drift window's events (scored by the served version) "
+                "above its threshold.",
+            ),
+            Panel(
+                "Served version and window rows by site",
+                [
+                    ("max by (site) (secureai_site_served_version)", "{{site}}: serves v"),
+                    ("max by (site) (secureai_site_window_rows)", "{{site}}: rows in drift window"),
+                ],
+            ),
+            Panel(
+                "Lifetime epsilon by site (ledger)",
+                [
+                    ("max by (site) (secureai_site_epsilon_spent)", "{{site}}: spent"),
+                    ("min by (site) (secureai_site_epsilon_left)", "{{site}}: left"),
+                    (
+                        "max by (site) (secureai_coordinator_site_epsilon_lifetime)",
+                        "{{site}}: spent (reported)",
+                    ),
+                    ("max by (site) (secureai_coordinator_site_epsilon)", "{{site}}: last run"),
+                ],
+                description="Each site's own ledger adds runs up (basic composition); a run "
+                "over the site's lifetime budget is refused before training.",
+            ),
+            Panel(
+                "Federated runs by trigger and status",
+                [
+                    (
+                        "sum by (trigger, status) (secureai_coordinator_runs_total)",
+                        "{{trigger}}: {{status}}",
+                    ),
+                    ("max(secureai_coordinator_last_run_rounds)", "last run: rounds"),
+                    ("max(secureai_coordinator_sites)", "last run: sites"),
+                ],
+            ),
+            Panel(
+                "Last run duration",
+                [("max(secureai_coordinator_last_run_seconds)", "seconds")],
+                unit="s",
+            ),
+            Panel(
+                "Versions the sites gated, by outcome",
+                [
+                    (
+                        "sum by (site, outcome) (secureai_coordinator_site_versions_total)",
+                        "{{site}}: {{outcome}}",
+                    )
+                ],
+            ),
+            Panel(
+                "Sidecar health",
+                [
+                    (
+                        "sum by (site, result) (secureai_site_drift_reports_total)",
+                        "{{site}}: reports {{result}}",
+                    ),
+                    (
+                        "sum by (site) (secureai_site_supernode_restarts_total)",
+                        "{{site}}: SuperNode restarts",
+                    ),
+                ],
+                description="Failed reports: the coordinator is unreachable (the site keeps "
+                "scoring and retries); restarts: the sidecar restarted its SuperNode.",
+            ),
+        ],
+    ),
 ]
 
 
@@ -501,7 +590,8 @@ DASHBOARDS = {
         "secureai-fedmetrics",
         "SecureAI — federated retraining",
         "Rounds, site participation (sampled / returned / failed / timed out), losses, "
-        "privacy budget (epsilon) per site and update norms of the federated run.",
+        "privacy budget (epsilon) per site and update norms of the federated run; the living "
+        "loop's drift signal, runs and versions.",
         FEDERATED,
     ),
 }

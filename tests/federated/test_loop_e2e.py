@@ -29,8 +29,8 @@ def test_drift_triggers_dp_rounds_gate_publish_and_a_switch_without_losing_event
         assert site["versions"] == [1, 2], (name, site)  # published at the site and served
         assert site["drift_to_new_s"] is not None and site["new_version_events"] > 0
         assert site["fpr_drift_old"] >= 5 * TARGET_FPR, (name, site)  # the drift was real
-        # learned: measured at ~2x the target (docs/loop.md); asserted with room for DP noise
-        assert site["fpr_drift_new"] <= 3 * TARGET_FPR, (name, site)
-        assert site["probe_fpr_new"] <= site["probe_fpr_old"] / 3, (name, site)
+        # learned: back to <= 2x the calibrated target on drifted traffic (docs/loop.md)
+        assert site["fpr_drift_new"] <= 2 * TARGET_FPR, (name, site)
+        assert site["probe_fpr_new"] <= 2 * TARGET_FPR, (name, site)
         assert site["probe_recall_new"] >= 0.9 * site["probe_recall_old"], (name, site)
         assert 0 < site["epsilon"] <= 3.0 + 1e-6, (name, site)

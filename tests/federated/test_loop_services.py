@@ -107,3 +107,59 @@ def test_loop_commands_name_a_missing_config_in_one_line(
         code = run_cli(build_parser(), [command, "--config", str(tmp_path / "nope.yml")])
         err = capsys.readouterr().err.strip().splitlines()
         assert code == 2 and len(err) == 1 and "nope.yml" in err[0], err
+
+
+@pytest.mark.integration
+def test_sigterm_stops_a_run_in_progress_instead_of_waiting_it_out(tmp_path: Path) -> None:
+    """A real ``secureai coordinator`` (SuperLink + ServerApp) starts a scheduled run that waits
+    for sites which never come; SIGTERM stops that run through Flower's Control API and the
+    service exits, its state recording the run as stopped (without the stop it would sit for
+    ``run_timeout_s``)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import yaml
+
+    work = tmp_path / "coordinator"
+    config = tmp_path / "coordinator.yml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "run_config": str(REPO_ROOT / "configs" / "loop_fed.yml"),
+                "initial_repository": str(REPO_ROOT / "triton_model_repository"),
+                "work_dir": str(work),
+                "superlink_port": free_port(),
+                "supernode_auth": False,
+                "reports_port": free_port(),
+                "triggers": {"schedule_interval_s": 1, "cooldown_s": 0},
+                "poll_s": 0.5,
+                "run_timeout_s": 1200,
+            }
+        )
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.cli", "coordinator", "--config", str(config)],
+        cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not list((work / "runs").glob("*/config.yaml")):  # the run was submitted
+            assert proc.poll() is None, proc.communicate()[0].decode()[-2000:]
+            assert time.monotonic() < deadline, "no run started"
+            time.sleep(0.5)
+        time.sleep(5)  # the ServerApp is up and waiting for its two sites
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, out.decode()[-2000:]
+    state = json.loads((work / "coordinator.json").read_text())
+    assert [r["status"] for r in state["runs"]] == ["stopped"], state
+    assert "stopped" in out.decode()

@@ -65,7 +65,10 @@ def test_org_wide_change_is_kept_and_a_campaign_is_trimmed(tmp_path: Path) -> No
     eligible = by_id.drop(index=sorted(holdout_ids | set(confirmed)))
     drifted_kept = in_train["drifted"].sum() / eligible["drifted"].sum()
     campaign_kept = (in_train["label"] == 1).sum() / (eligible["label"] == 1).sum()
-    assert drifted_kept >= 0.8, info  # the new app: organisation-wide, mostly learned
+    # the new app: organisation-wide, learned whole (also the logins whose top field is not
+    # the app: they carry the new value); a common value (result=success) is not "new"
+    assert drifted_kept >= 0.99, info
+    assert set(info["org_wide_new_values"]) == {"dst_app=ai-assistant"}, info
     assert campaign_kept <= 0.1, info  # the exfiltration campaign: not learned as normal
     assert info["excluded"] == 10 and info["org_wide_kept"] > 0
     assert any(p.startswith("result=") or "dst_app" in p for p in info["org_wide_patterns"])

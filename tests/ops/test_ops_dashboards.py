@@ -9,6 +9,9 @@ scraping every second
 * ``triton`` — Triton's own ``/metrics`` (``nv_*``);
 * ``federated`` — an endpoint of ``federated.prometheus_metrics.FLMetrics`` (the federated server's
   catalogue) holding a 3-site run's numbers,
+* ``loop`` — a site's sidecar (its metrics endpoint; a real drift measurement on a drifted
+  training window and a privacy ledger) reporting over HTTP to a coordinator's inbox, whose own
+  ``/metrics`` also holds one finished run,
 
 with the alert rules loaded. Traffic keeps flowing while the queries are asked, so rates and
 quantiles have real samples; a query "returns data" when it yields at least one finite value.
@@ -30,7 +33,11 @@ import numpy as np
 import pytest
 from prometheus_client import REGISTRY, start_http_server
 
+from federated.coordinator import Coordinator, CoordinatorConfig, CoordinatorMetrics
+from federated.drift import DriftConfig
+from federated.ledger import PrivacyLedger
 from federated.prometheus_metrics import FLMetrics
+from federated.sidecar import Sidecar, SidecarConfig, SidecarMetrics
 from morpheus_ext.feature_spec import load_spec
 from morpheus_ext.prometheus_metrics import PipelineMetrics, pipeline_metrics
 from morpheus_ext.stages.inference.triton import RetryPolicy, TritonEngine, TritonEngineError
@@ -38,6 +45,7 @@ from pipelines.engines import InferenceConfig
 from pipelines.kafka import KafkaScoringRunner, build_pipeline
 from pipelines.rest.prometheus_metrics import ApiMetrics, api_metrics
 from scripts.ops.prometheus import PrometheusServer, free_port
+from tests.federated.test_loop_services import site_with_window
 from tests.kafka_fixtures import (
     kafka_broker,  # noqa: F401  (fixture)
     make_topics,
@@ -106,6 +114,42 @@ def publish_fl_run(metrics: FLMetrics) -> None:
         metrics.site_served_version.labels(site).set(served)
     metrics.site_versions.labels("site-2", "refused").inc()
     metrics.site_served_version.labels("site-2").set(1)
+
+
+def start_loop(work: Path) -> tuple[Coordinator, Any, int]:
+    """A coordinator's inbox + /metrics and one site's sidecar that has reported once (real
+    drift measurement, real HTTP); the coordinator also records one finished drift run as
+    ``Coordinator.run_federation`` does. Returns (coordinator, sidecar server, sidecar port)."""
+    port = free_port()
+    coordinator = Coordinator(CoordinatorConfig(work_dir=work / "coordinator", reports_port=port))
+    coordinator._serve_http()
+    repo, window = site_with_window(work / "site-0", drift=True)
+    ledger = PrivacyLedger.open(work / "site-0" / "ledger" / "site-0.json", "site-0", 10.0)
+    ledger.record("loop-20261205-1", 2.99, 1e-5, {"rounds": 5})
+    sidecar = Sidecar(
+        SidecarConfig(
+            site="site-0",
+            window=window,
+            repository=repo,
+            ledger_dir=work / "site-0" / "ledger",
+            coordinator_url=f"http://127.0.0.1:{port}",
+            drift=DriftConfig(hours=1.0, min_rows=500),
+        )
+    )
+    report = sidecar.report_once()
+    assert report["drifted"] and report["epsilon_spent"] == pytest.approx(2.99)
+    coordinator._observe(
+        {
+            "rounds_completed": 5,
+            "epsilon": {"site-0": 2.99},
+            "site_publish": {"site-0": {"published": 1, "refused": 0}},
+        }
+    )
+    coordinator.metrics.runs.labels("drift", "completed").inc()
+    coordinator.metrics.run_seconds.set(212.0)
+    sidecar_port = free_port()
+    server, _ = start_http_server(sidecar_port, addr="127.0.0.1", registry=sidecar.metrics.registry)
+    return coordinator, server, sidecar_port
 
 
 @pytest.fixture(scope="module")
@@ -185,6 +229,9 @@ def stack(
     fl_port = free_port()
     fl_server = fl.serve(fl_port)
 
+    coordinator, sidecar_server, sidecar_port = start_loop(work)
+    coordinator_port = coordinator.config.reports_port
+
     pipeline_metrics()  # registered before the first scrape
     pipeline_port = free_port()
     metrics_server, _ = start_http_server(pipeline_port, addr="127.0.0.1", registry=REGISTRY)
@@ -197,6 +244,7 @@ def stack(
             "pipeline": [f"127.0.0.1:{pipeline_port}"],
             "triton": [f"127.0.0.1:{triton.metrics_port}"],
             "federated": [f"127.0.0.1:{fl_port}"],
+            "loop": [f"127.0.0.1:{coordinator_port}", f"127.0.0.1:{sidecar_port}"],
         },
         rule_files=[str(ALERTS)],
     )
@@ -213,6 +261,8 @@ def stack(
         engine.close()
         metrics_server.shutdown()
         fl_server.shutdown()
+        sidecar_server.shutdown()
+        coordinator.stop()
 
 
 def test_every_dashboard_query_returns_data(stack: PrometheusServer) -> None:
@@ -235,7 +285,12 @@ def test_every_dashboard_query_returns_data(stack: PrometheusServer) -> None:
     assert not pending, "queries without data:\n" + "\n".join(
         f"{missing[e]}\n    {e}" for _, _, e in pending
     )
-    assert stack.targets_up() == {"pipeline": True, "triton": True, "federated": True}
+    assert stack.targets_up() == {
+        "pipeline": True,
+        "triton": True,
+        "federated": True,
+        "loop": True,
+    }
 
 
 def test_alert_rules_load_and_evaluate_on_live_data(stack: PrometheusServer) -> None:
@@ -259,7 +314,8 @@ def test_alert_rules_load_and_evaluate_on_live_data(stack: PrometheusServer) -> 
 
 
 def test_dashboards_cover_the_metric_catalogues() -> None:
-    """Every metric the pipeline, the API and the FL server export has a panel."""
+    """Every metric the pipeline, the API, the FL server and the loop's services export has
+    a panel."""
     from prometheus_client import CollectorRegistry
 
     exprs = " ".join(e for _, _, e in dashboard_queries())
@@ -268,8 +324,10 @@ def test_dashboards_cover_the_metric_catalogues() -> None:
     PipelineMetrics(registry)
     ApiMetrics(registry)
     FLMetrics(registry)
+    SidecarMetrics(registry)
+    registries = [registry, CoordinatorMetrics().registry]
     exported = set()
-    for metric in registry.collect():
+    for metric in (m for r in registries for m in r.collect()):
         kind = metric.type
         name = metric.name + ("_total" if kind == "counter" else "")
         exported.add(name)

@@ -523,3 +523,43 @@ def test_extra_metrics_port_serves_the_same_registry(
         text = conn.getresponse().read().decode()
     assert 'secureai_api_requests_total{route="/v1/score",status="200"}' in text
     assert 'secureai_events_total{outcome="scored"}' in text
+
+
+def test_metrics_tell_a_server_failure_from_a_client_that_left() -> None:
+    """The request counter's status: 500 when our app failed before answering, 499 when the
+    client went away first (a cancelled request), never a 5xx for the client's own leaving.
+    The ASGI apps here are named fakes standing in for the real app (unit test of the
+    middleware's own logic)."""
+    import asyncio
+
+    from prometheus_client import CollectorRegistry
+
+    from pipelines.rest import middleware
+    from pipelines.rest.prometheus_metrics import ApiMetrics
+
+    async def fake_failing_app(scope: Any, receive: Any, send: Any) -> None:
+        raise RuntimeError("boom")
+
+    async def fake_app_cancelled_by_disconnect(scope: Any, receive: Any, send: Any) -> None:
+        raise asyncio.CancelledError
+
+    async def no_send(message: Any) -> None:
+        return None
+
+    metrics = ApiMetrics(CollectorRegistry())
+    scope = {"type": "http", "path": "/v1/score"}
+    for app, raised in (
+        (fake_failing_app, RuntimeError),
+        (fake_app_cancelled_by_disconnect, asyncio.CancelledError),
+    ):
+        wrapped = middleware.MetricsMiddleware(app)
+        wrapped.metrics = metrics
+        with pytest.raises(raised):
+            asyncio.run(wrapped(scope, no_send, no_send))
+    counted = {
+        s.labels["status"]: s.value
+        for m in metrics.requests.collect()
+        for s in m.samples
+        if s.name.endswith("_total")
+    }
+    assert counted == {"500": 1.0, "499": 1.0}, counted
