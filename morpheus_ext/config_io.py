@@ -29,6 +29,26 @@ class ConfigError(SecureAIError, ValueError):
 C = TypeVar("C", bound=BaseModel)
 
 
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """``line L, column C: <problem>`` of a YAML error (1-based, as editors count).
+
+    >>> try:
+    ...     yaml.safe_load("a: 1  # fine")
+    ...     yaml.safe_load("a: [1, 2")
+    ... except yaml.YAMLError as exc:
+    ...     print(yaml_problem(exc)[:45])
+    {'a': 1}
+    line 1, column 9: not valid YAML (while parsi
+    """
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    problem = getattr(exc, "problem", None)
+    context = getattr(exc, "context", None)
+    what = ": ".join(str(x) for x in (context, problem) if x) or str(exc).splitlines()[0]
+    if mark is None:
+        return f"not valid YAML ({what})"
+    return f"line {mark.line + 1}, column {mark.column + 1}: not valid YAML ({what})"
+
+
 def load_config(path: str | Path, model: type[C]) -> C:
     path = Path(path)
     if not path.is_file():
@@ -37,7 +57,7 @@ def load_config(path: str | Path, model: type[C]) -> C:
         doc = yaml.safe_load(path.read_text()) or {}
         config = model.model_validate(doc)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
+        raise ConfigError(f"{path}: {yaml_problem(exc)}") from exc
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"]) or "(top level)"

@@ -7,7 +7,17 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipelines.cli_base import CLIError, run_cli
+from pipelines.cli_base import CLIError, OneLineParser, at_least, run_cli
+
+
+def package_version() -> str:
+    """The installed distribution's version (``secureai --version``)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("secureai")
+    except PackageNotFoundError:  # a source tree that was never installed
+        return "unknown (not installed)"
 
 
 # --------------------------------------------------------------------------- commands
@@ -168,7 +178,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_score(args: argparse.Namespace) -> int:
     from morpheus_ext.feature_spec import load_spec
     from morpheus_ext.pipeline import ScoringPipeline, run_batches
-    from morpheus_ext.stages.input.sources import jsonl_file_source
+    from morpheus_ext.stages.input.sources import file_source
     from morpheus_ext.stages.output.files import JsonlSink
     from morpheus_ext.stages.preprocess.featurizer import Featurizer
     from pipelines.engines import InferenceConfig, build_engine
@@ -193,7 +203,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     with JsonlSink(out) as scores, JsonlSink(rejects_path) as rejects:
         stats = run_batches(
             pipeline,
-            jsonl_file_source(args.events, args.batch_size),
+            file_source(args.events, args.batch_size),
             scores.write,
             rejects.write,
             progress=not args.no_progress,
@@ -237,8 +247,9 @@ def cmd_spec(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="secureai", description=__doc__)
+    p = OneLineParser(prog="secureai", description=__doc__)
     p.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    p.add_argument("--version", action="version", version=f"secureai {package_version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
     d = sub.add_parser("demo", help="the embedded end-to-end job (synthetic -> train -> stream)")
@@ -264,8 +275,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--no-baselines", action="store_true")
     e.set_defaults(func=cmd_evaluate)
 
-    s = sub.add_parser("score", help="score a JSONL file of events (in-process or on Triton)")
-    s.add_argument("--events", required=True)
+    s = sub.add_parser(
+        "score", help="score a JSONL or Parquet file of events (in-process or on Triton)"
+    )
+    s.add_argument("--events", required=True, help="JSON Lines, or Parquet (.parquet)")
     s.add_argument("--spec", default="security_events")
     s.add_argument(
         "--model-repository",
@@ -283,16 +296,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--out", default="scores.jsonl")
     s.add_argument("--rejects", help="default: <out>.rejects.jsonl")
-    s.add_argument("--batch-size", type=int, default=4096)
+    s.add_argument("--batch-size", type=at_least(1), default=4096)
     s.add_argument("--no-progress", action="store_true")
     s.set_defaults(func=cmd_score)
 
     g = sub.add_parser("generate", help="write labelled synthetic events (JSONL or Parquet)")
     g.add_argument("--out", required=True)
-    g.add_argument("--events", type=int, default=100_000)
-    g.add_argument("--anomaly-rate", type=float, default=0.02)
-    g.add_argument("--sites", type=int, default=3)
-    g.add_argument("--heterogeneity", type=float, default=0.5)
+    g.add_argument("--events", type=at_least(1), default=100_000)
+    g.add_argument("--anomaly-rate", type=at_least(0.0, float), default=0.02)
+    g.add_argument("--sites", type=at_least(1), default=3)
+    g.add_argument("--heterogeneity", type=at_least(0.0, float), default=0.5)
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--entity-relative", action="store_true")
     g.set_defaults(func=cmd_generate)

@@ -130,15 +130,69 @@ def test_score_records_follow_the_schema(
         (["score", "--events", "README.md", "--spec", "nope"], "feature spec not found"),
         (["train", "--config", "missing.yml"], "config file not found"),
         (["evaluate"], "give --run-dir DIR, or --data PATH with --spec SPEC"),
+        (["generate", "--out", "x.jsonl", "--events", "-5"], "--events: must be at least 1"),
+        (["score", "--events", "x", "--batch-size", "0"], "--batch-size: must be at least 1"),
+        (["score", "--events", "x", "--batch-size", "many"], "expected an integer, got 'many'"),
+        (["train"], "the following arguments are required: --config"),
+        (["nope"], "invalid choice: 'nope'"),
     ],
 )
 def test_cli_errors_are_one_line_without_traceback(argv: list[str], message: str) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "pipelines.cli", *argv], capture_output=True, text=True, timeout=120
     )
-    assert proc.returncode != 0
+    assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and message in lines[0] and "Traceback" not in proc.stderr
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in proc.stderr, lines
+
+
+def test_cli_version_yaml_position_and_broken_pipe(tmp_path: Path) -> None:
+    def cli(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "pipelines.cli", *argv],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    version = cli("--version")
+    assert version.returncode == 0 and version.stdout.startswith("secureai "), version
+    bad = tmp_path / "bad.yml"
+    bad.write_text("name: x\nseed: [1, 2\n")
+    proc = cli("train", "--config", str(bad))
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert f"{bad}: line 3, column 1: not valid YAML" in proc.stderr, proc.stderr
+    # a reader that went away (`| head`): our end of the pipe is closed before the command
+    # writes, so every write fails; no traceback, no error line, SIGPIPE's exit code
+    piped = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.cli", "spec", "security_events"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert piped.stdout is not None and piped.stderr is not None
+    piped.stdout.close()
+    stderr = piped.stderr.read().decode()
+    assert piped.wait(timeout=120) == 141 and stderr == "", stderr
+
+
+def test_pydantic_errors_from_arguments_name_the_field() -> None:
+    """A model built from a command's arguments and refused by pydantic is the user's mistake:
+    one line naming the field and the value, exit 2 (not an internal error)."""
+    import argparse
+    import contextlib
+    import io
+
+    from pipelines.cli_base import run_cli
+    from synthetic import SyntheticConfig
+
+    parser = argparse.ArgumentParser(prog="secureai")
+    parser.add_argument("--debug", action="store_true")
+    parser.set_defaults(func=lambda args: SyntheticConfig(n_events=-5) and 0)
+    with contextlib.redirect_stderr(io.StringIO()) as err:
+        code = run_cli(parser, [])
+    line = err.getvalue().strip()
+    assert code == 2 and "\n" not in line, line
+    assert "SyntheticConfig: n_events: Input should be greater than" in line and "-5" in line
 
 
 def test_wrong_model_repository_is_one_line(tmp_path: Path) -> None:
@@ -212,3 +266,32 @@ def test_a_training_run_records_what_reproduces_it(tiny_run: TrainResult) -> Non
     assert run["feature_spec"]["hash"] == tiny_run.spec.spec_hash
     assert run["metrics"]["onnx_parity_max_abs_diff"] <= 1e-5 and run["history"]
     assert (tiny_run.run_dir / "config.yaml").read_text().startswith("name: tiny-mlp")
+
+
+def test_parquet_from_generate_scores_like_its_jsonl(tiny_run: TrainResult, tmp_path: Path) -> None:
+    """`secureai generate --out x.parquet` then `secureai score --events x.parquet`: every row
+    scored, the same records as the same events in JSON Lines (once every row was rejected
+    as "invalid UTF-8")."""
+    for suffix in ("parquet", "jsonl"):
+        assert main(["generate", "--out", str(tmp_path / f"e.{suffix}"), "--events", "1500"]) == 0
+        code = main(
+            [
+                "score",
+                "--events",
+                str(tmp_path / f"e.{suffix}"),
+                "--model-repository",
+                str(tiny_run.repository),
+                "--out",
+                str(tmp_path / f"s-{suffix}.jsonl"),
+                "--batch-size",
+                "400",
+                "--no-progress",
+            ]
+        )
+        assert code == 0
+        assert (tmp_path / f"s-{suffix}.rejects.jsonl").read_text() == ""
+    from_parquet = {r["event_id"]: r for r in _read(tmp_path / "s-parquet.jsonl")}
+    from_jsonl = {r["event_id"]: r for r in _read(tmp_path / "s-jsonl.jsonl")}
+    assert len(from_parquet) == 1500 and from_parquet.keys() == from_jsonl.keys()
+    for event_id, record in from_jsonl.items():
+        assert from_parquet[event_id]["anomaly_score"] == pytest.approx(record["anomaly_score"])
