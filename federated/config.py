@@ -11,7 +11,7 @@ reproducible from it.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -19,6 +19,7 @@ from federated.gate import SitePublishConfig
 from federated.site_window import WindowSelection
 from modelling.config import CalibrationConfig, DataConfig, DataSource, ModelConfig
 from morpheus_ext.config_io import StrictModel
+from morpheus_ext.config_io import merge_overrides as merge_overrides  # re-exported
 
 StrategyName = Literal["fedmedian", "fedavg", "fedtrimmedavg", "krum"]
 AttackKind = Literal["scaled", "sign_flip", "random"]
@@ -197,14 +198,3 @@ class FLConfig(StrictModel):
                 f"exceeds the {n} sites: the server would wait forever"
             )
         return self
-
-
-def merge_overrides(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """Deep-merge ``overrides`` into a copy of ``base`` (how experiments vary one config)."""
-    out = dict(base)
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge_overrides(out[key], value)
-        else:
-            out[key] = value
-    return out

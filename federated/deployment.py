@@ -27,7 +27,7 @@ from federated.certs import NodeKeys, TLSFiles, make_node_keys, make_tls
 from federated.config import FLConfig
 from federated.launcher import Process, SuperLink, start_supernode
 from federated.protocol import NODE_SITE, RUN_CONFIG_PATH, RUN_DIR
-from federated.runs import FLRunResult, finish_run, prepare_run_dir
+from federated.runs import FLRunResult, RoundProgress, finish_run, prepare_run_dir
 
 
 class LocalFederation:
@@ -84,7 +84,9 @@ class LocalFederation:
             )
         return self
 
-    def run(self, config: FLConfig, run_dir: Path | None = None) -> FLRunResult:
+    def run(
+        self, config: FLConfig, run_dir: Path | None = None, progress: bool = False
+    ) -> FLRunResult:
         if self.superlink is None:
             raise RuntimeError("start() the federation first")
         if config.sites.n_sites != self.n_sites:
@@ -95,7 +97,11 @@ class LocalFederation:
             {RUN_CONFIG_PATH: str(run_dir / "config.yaml"), RUN_DIR: str(run_dir)}
         )
         try:
-            status = self.superlink.wait(run_id, config.simulation.timeout_s)
+            status = self.superlink.wait(
+                run_id,
+                config.simulation.timeout_s,
+                on_poll=RoundProgress(run_dir, config.federation.rounds) if progress else None,
+            )
         finally:
             log = self.superlink.logs(run_id)
             (run_dir / "logs").mkdir(exist_ok=True)
@@ -133,9 +139,10 @@ def deploy_local(
     tls: bool = True,
     supernode_auth: bool = True,
     work_dir: Path | None = None,
+    progress: bool = False,
 ) -> FLRunResult:
     """Start a federation for the config's sites, run the app once, tear everything down."""
     with LocalFederation(
         config.sites.n_sites, work_dir, tls=tls, supernode_auth=supernode_auth
     ) as federation:
-        return federation.run(config, run_dir)
+        return federation.run(config, run_dir, progress)

@@ -25,6 +25,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -274,6 +275,7 @@ class SuperLink:
         timeout: float,
         poll_s: float = 2.0,
         stop: threading.Event | None = None,
+        on_poll: Callable[[], None] | None = None,
     ) -> str:
         """Block until the run is ``finished:*``; returns that status (raises on timeout).
 
@@ -289,6 +291,8 @@ class SuperLink:
                 self.stop_run(run_id)
                 raise RunStopped(f"run {run_id} stopped on request while {status!r}")
             status = self.status(run_id)
+            if on_poll is not None:
+                on_poll()  # e.g. print the rounds finished since the last poll
             if status.startswith("finished"):
                 return status
             if stop is not None:

@@ -28,6 +28,7 @@ from modelling.centralized import MODEL_REPOSITORY
 from modelling.config import DataConfig, DataSource
 from modelling.rundir import environment, new_run_dir, write_json
 from morpheus_ext.config_io import dump_config
+from morpheus_ext.errors import SecureAIError
 from morpheus_ext.feature_spec import load_spec
 
 
@@ -45,6 +46,10 @@ def _absolute(source: DataSource | None, base: Path) -> DataSource | None:
     if source is None or source.path is None or source.path.is_absolute():
         return source
     return source.model_copy(update={"path": (base / source.path).resolve()})
+
+
+class RunDirInUse(SecureAIError, FileExistsError):
+    """A run directory that already holds a run: a new run never overwrites it."""
 
 
 def prepare_run_dir(config: FLConfig, run_dir: Path | None = None) -> tuple[FLConfig, Path]:
@@ -80,10 +85,64 @@ def prepare_run_dir(config: FLConfig, run_dir: Path | None = None) -> tuple[FLCo
     )
     if run_dir is None:
         run_dir = new_run_dir(config.runs_dir, config.name)
+    elif (run_dir / RESULT_FILE).exists():
+        status = json.loads((run_dir / RESULT_FILE).read_text()).get("status", "?")
+        raise RunDirInUse(
+            f"run directory {run_dir} already holds a federated run ({RESULT_FILE}, status "
+            f"{status}): pass another --run-dir, or none for a new runs/{config.name}-<time>"
+        )
     run_dir = run_dir.resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     dump_config(resolved, run_dir / "config.yaml")
     return resolved, run_dir
+
+
+class RoundProgress:
+    """Prints each round the ServerApp finished (``rounds.jsonl``) while a run is waited on:
+    losses, the largest epsilon so far, seconds per round and the most time left. Called by
+    ``SuperLink.wait(on_poll=...)``; stderr, one line per round.
+
+    >>> import io, json, tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> out = io.StringIO()
+    >>> progress = RoundProgress(d, rounds=3, stream=out)
+    >>> row = {"round": 1, "seconds": 12.0, "returned": 2, "sampled": 2, "train_loss": 0.0021,
+    ...        "public_loss": 0.0023, "epsilon_max": 1.37}
+    >>> _ = (d / "rounds.jsonl").write_text(json.dumps(row))
+    >>> progress()
+    >>> progress()  # nothing new: nothing printed
+    >>> print(out.getvalue().strip()[:56])
+    fl: round 1/3  sites 2/2  train loss 0.00210  public los
+    >>> print(out.getvalue().strip()[56:])
+    s 0.00230  epsilon 1.37  (12 s/round, <= 24 s left)
+    """
+
+    def __init__(self, run_dir: Path, rounds: int, stream: Any = None) -> None:
+        import sys
+
+        self.run_dir, self.rounds = run_dir, rounds
+        self.stream = stream or sys.stderr
+        self.shown = 0
+
+    def __call__(self) -> None:
+        rows = read_rounds(self.run_dir)
+        for row in rows[self.shown :]:
+            done = [float(r.get("seconds") or 0.0) for r in rows[: int(row["round"])]]
+            per_round = sum(done) / max(1, len(done))
+            left = per_round * (self.rounds - int(row["round"]))
+
+            def num(key: str, row: dict[str, Any] = row) -> str:
+                value = row.get(key)
+                return "-" if value is None else f"{float(value):.5f}"
+
+            eps = f"  epsilon {row['epsilon_max']:.2f}" if row.get("epsilon_max") else ""
+            self.stream.write(
+                f"fl: round {row['round']}/{self.rounds}  sites {row.get('returned', 0)}/"
+                f"{row.get('sampled', 0)}  train loss {num('train_loss')}  public loss "
+                f"{num('public_loss')}{eps}  ({per_round:.0f} s/round, <= {left:.0f} s left)\n"
+            )
+        self.shown = len(rows)
+        self.stream.flush()
 
 
 def read_rounds(run_dir: Path) -> list[dict[str, Any]]:

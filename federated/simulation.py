@@ -16,10 +16,11 @@ from pathlib import Path
 from federated.config import FLConfig
 from federated.launcher import SuperLink
 from federated.protocol import RUN_CONFIG_PATH, RUN_DIR
-from federated.runs import FLRunResult, finish_run, prepare_run_dir
+from federated.runs import FLRunResult, RoundProgress, finish_run, prepare_run_dir
 
 
-def simulate(config: FLConfig, run_dir: Path | None = None) -> FLRunResult:
+def simulate(config: FLConfig, run_dir: Path | None = None, progress: bool = False) -> FLRunResult:
+    """One federated run on Flower's simulation engine; ``progress`` prints each round."""
     config, run_dir = prepare_run_dir(config, run_dir)
     home = Path(tempfile.mkdtemp(prefix="secureai-flwr-"))
     started = time.monotonic()
@@ -33,7 +34,11 @@ def simulate(config: FLConfig, run_dir: Path | None = None) -> FLRunResult:
                 },
             )
             try:
-                status = link.wait(run_id, config.simulation.timeout_s)
+                status = link.wait(
+                    run_id,
+                    config.simulation.timeout_s,
+                    on_poll=RoundProgress(run_dir, config.federation.rounds) if progress else None,
+                )
             finally:
                 log = link.logs(run_id)
                 (run_dir / "logs" / "flower.log").write_text(log)

@@ -22,11 +22,12 @@ from modelling.checkpoint import CHECKPOINT_DIR, save_checkpoint
 from modelling.config import CentralizedConfig, DataSource
 from modelling.export import export_version
 from modelling.models import ScoredAutoencoder, build_autoencoder
+from modelling.progress import EpochProgress
 from modelling.rundir import environment, new_run_dir, write_json
 from modelling.training import EpochRecord, fit_autoencoder, seed_everything
 from morpheus_ext.config_io import dump_config
 from morpheus_ext.feature_spec import FeatureSpec, load_spec
-from morpheus_ext.io import file_sha256, read_frame
+from morpheus_ext.io import check_labels, file_sha256, read_frame
 from morpheus_ext.normalizer import Normalizer
 from morpheus_ext.repository_writer import write_repository
 from morpheus_ext.stages.inference.inprocess import InProcessEngine
@@ -94,17 +95,13 @@ def onnx_parity(
     return float(max(np.abs(onnx_out["ANOMALY_SCORE"] - score.numpy()).max(), field_err_diff.max()))
 
 
-def train_centralized(
-    config: CentralizedConfig, run_dir: Path | None = None, version: int = 1
-) -> TrainResult:
-    seed_everything(config.seed, config.train.threads)
-    run_dir = run_dir or new_run_dir(config.runs_dir, config.name)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    dump_config(config, run_dir / "config.yaml")
-    spec = load_spec(config.data.spec)
+def training_rows(
+    config: CentralizedConfig, spec: FeatureSpec, frame: pd.DataFrame
+) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(featurized batch, raw tensor, rows fitted on, their train / validation positions):
+    the one place a run's split is decided, so ``evaluate --run-dir`` fits its baselines on
+    exactly the rows training did (and reports the same numbers)."""
     featurizer = Featurizer(spec)
-
-    frame, data_info = load_source(config.train_source, spec)
     batch = featurizer.transform(frame)
     labels = featurizer.labels(batch.frame)
     tensor = np.asarray(batch.tensor)
@@ -113,6 +110,74 @@ def train_centralized(
         use = labels == 0
     fit_rows = np.flatnonzero(use)
     tr, va = split_rows(len(fit_rows), config.data.val_fraction, config.seed)
+    return batch, tensor, fit_rows, tr, va
+
+
+def baseline_training_matrix(config: CentralizedConfig, run_dir: Path) -> np.ndarray:
+    """The normalized training rows of a finished run, as its own evaluation used them
+    (the run's split, the run's stored normalizer)."""
+    from modelling.checkpoint import load_checkpoint
+
+    spec = load_spec(config.data.spec)
+    frame, _ = load_source(config.train_source, spec)
+    _, tensor, fit_rows, tr, _ = training_rows(config, spec, frame)
+    normalizer = load_checkpoint(run_dir / CHECKPOINT_DIR).normalizer
+    return normalizer.transform(tensor[fit_rows[tr]])
+
+
+def preflight(config: CentralizedConfig, spec: FeatureSpec) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Read the training data and check what would otherwise fail only after training: the
+    label column exists and has normal rows (``fit_on: normal``), and the test file (if any)
+    has both classes. Returns the training frame and how to find it again."""
+    frame, data_info = load_source(config.train_source, spec)
+    where = str(config.train_source.path or "data.train (synthetic)")
+    if spec.label_column is not None and config.data.fit_on == "normal":
+        check_labels(frame, spec, where, need_both=False, need_normal=True)
+    test = config.data.test
+    if test is not None and test.path is not None and spec.label_column is not None:
+        test_frame, _ = load_source(test, spec)
+        check_labels(test_frame, spec, str(test.path), need_both=True, need_normal=False)
+    return frame, data_info
+
+
+def train_centralized(
+    config: CentralizedConfig,
+    run_dir: Path | None = None,
+    version: int = 1,
+    progress: bool = False,
+) -> TrainResult:
+    """Train one version. Data and labels are checked before the run directory exists; a run
+    that fails after that leaves ``failed.json`` (the error) beside its config."""
+    seed_everything(config.seed, config.train.threads)
+    spec = load_spec(config.data.spec)
+    frame, data_info = preflight(config, spec)
+    run_dir = run_dir or new_run_dir(config.runs_dir, config.name)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    dump_config(config, run_dir / "config.yaml")
+    try:
+        return _train(config, spec, frame, data_info, run_dir, version, progress)
+    except BaseException as exc:
+        write_json(
+            run_dir / "failed.json",
+            {
+                "status": "failed",
+                "error": f"{type(exc).__name__}: {str(exc).strip()[:2000]}",
+                "at": datetime.now(UTC).isoformat(timespec="seconds"),
+            },
+        )
+        raise
+
+
+def _train(
+    config: CentralizedConfig,
+    spec: FeatureSpec,
+    frame: pd.DataFrame,
+    data_info: dict[str, Any],
+    run_dir: Path,
+    version: int,
+    progress: bool = False,
+) -> TrainResult:
+    batch, tensor, fit_rows, tr, va = training_rows(config, spec, frame)
     normalizer = Normalizer.fit(tensor[fit_rows[tr]], spec.layout)
     x_train = normalizer.transform(tensor[fit_rows[tr]])
     x_val = normalizer.transform(tensor[fit_rows[va]])
@@ -121,7 +186,10 @@ def train_centralized(
     )
 
     model = build_autoencoder(config.model, spec.tensor_width, seed=config.train.seed)
-    history = fit_autoencoder(model, x_train, x_val, config.train)
+    reporter = EpochProgress(config.train.epochs, config.train.patience) if progress else None
+    history = fit_autoencoder(model, x_train, x_val, config.train, reporter)
+    if reporter is not None:
+        reporter.done(len(history))
     calib = calibrate(model, x_val, spec.layout, config.calibration.target_fpr)
 
     exported = export_version(model, normalizer, spec, calib, version, run_dir / "export")

@@ -85,3 +85,35 @@ def _jsonable(value: Any) -> Any:
 def write_json(path: Path, doc: dict[str, Any]) -> Path:
     path.write_text(json.dumps(_jsonable(doc), indent=2, sort_keys=False) + "\n")
     return path
+
+
+DEMO_TRAINING = "train"
+"""Where ``secureai demo`` keeps its training run inside the demo's run directory."""
+
+
+def training_run_dir(path: str | Path) -> Path:
+    """The training run a command should read: ``path`` itself, or, for the directory
+    ``secureai demo`` writes (its training run under ``train/``), that run. A directory that
+    is neither raises ``FileNotFoundError`` naming what was expected.
+
+    >>> import tempfile
+    >>> demo = Path(tempfile.mkdtemp())
+    >>> (demo / "train" / "model").mkdir(parents=True)
+    >>> _ = (demo / "train" / "config.yaml").write_text("name: x")
+    >>> training_run_dir(demo) == demo / "train"
+    True
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"run directory not found: {path}")
+    nested = path / DEMO_TRAINING
+    if (path / "model").is_dir():
+        return path
+    if (nested / "config.yaml").is_file():  # the demo's own config.yaml is not a training one
+        return nested
+    if (path / "config.yaml").is_file():
+        return path
+    raise FileNotFoundError(
+        f"{path} is not a training run directory (no config.yaml or model/; a run of "
+        "secureai train, or the directory secureai demo printed)"
+    )

@@ -7,6 +7,7 @@ deterministic algorithms are on. DP-SGD (Opacus) wraps the same model and loss e
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,7 +54,11 @@ def evaluate_loss(model: nn.Module, x: np.ndarray, batch_size: int = 8192) -> fl
 
 
 def fit_autoencoder(
-    model: nn.Module, train: np.ndarray, val: np.ndarray, config: TrainConfig
+    model: nn.Module,
+    train: np.ndarray,
+    val: np.ndarray,
+    config: TrainConfig,
+    progress: Callable[[EpochRecord], None] | None = None,
 ) -> list[EpochRecord]:
     """Adam on MSE with early stopping on the validation loss; restores the best weights.
 
@@ -83,6 +88,8 @@ def fit_autoencoder(
             seen += len(batch)
         val_loss = evaluate_loss(model, val)
         history.append(EpochRecord(epoch, running / max(seen, 1), val_loss))
+        if progress is not None:
+            progress(history[-1])
         if val_loss < best - 1e-6:
             best, stale = val_loss, 0
             best_state = {k: v.clone() for k, v in model.state_dict().items()}

@@ -7,7 +7,7 @@ configs; :mod:`pipelines.config` re-exports everything here.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -68,3 +68,19 @@ def load_config(path: str | Path, model: type[C]) -> C:
 def dump_config(config: BaseModel, path: Path) -> Path:
     path.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
     return path
+
+
+def merge_overrides(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge ``overrides`` into a copy of ``base`` (how experiments and ``--set`` vary
+    one config).
+
+    >>> merge_overrides({"train": {"epochs": 100, "lr": 0.002}}, {"train": {"epochs": 5}})
+    {'train': {'epochs': 5, 'lr': 0.002}}
+    """
+    out = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_overrides(out[key], value)
+        else:
+            out[key] = value
+    return out

@@ -77,7 +77,9 @@ class FeatureSpec(_Strict):
     time_features: list[Literal["hour", "weekday"]] = Field(default_factory=list)
     numeric: list[str | NumericField] = Field(default_factory=list)
     categorical: list[str | CategoricalField] = Field(default_factory=list)
-    tensor_width: int = TENSOR_WIDTH
+    tensor_width: int = Field(default=TENSOR_WIDTH, ge=8, le=65536)
+    """Width of the EVENT_TENSOR (256 by default); a wide file (more features than that) needs
+    a wider tensor: the models, the ONNX graphs and the Triton configs all follow it."""
 
     @field_validator("time_features")
     @classmethod
@@ -151,7 +153,10 @@ def _expand(items: list[str], available: list[str] | None, taken: set[str], what
     for item in items:
         if any(ch in item for ch in "*?["):
             if available is None:
-                raise SpecError(f"{what}: pattern {item!r} needs the spec's `columns` list")
+                raise SpecError(
+                    f"{what}: pattern {item!r} needs the spec's `columns` list (the file's "
+                    "column names; `secureai spec draft FILE` writes them from its header)"
+                )
             names += [c for c in available if fnmatch.fnmatch(c, item) and c not in taken]
         else:
             names.append(item)
@@ -195,6 +200,19 @@ def resolve_layout(spec: FeatureSpec) -> TensorLayout:
     numeric = fields_of(spec.numeric, "numeric")
     categorical = fields_of(spec.categorical, "categorical")
     names = [f.name for f in [*numeric, *categorical]]
+    roles: dict[str | None, str] = {
+        spec.label_column: "the label column",
+        spec.event_id: "the event id",
+        spec.timestamp: "the timestamp",
+        **{c: "an entity column" for c in spec.entity},
+        **{c: "excluded" for c in spec.exclude},
+    }
+    clash = [n for n in names if n in roles]
+    if clash:
+        raise SpecError(
+            f"spec {spec.name}: {clash[0]!r} is {roles[clash[0]]} and cannot also be a feature "
+            "(remove it from numeric/categorical)"
+        )
     dupes = {n for n in names if names.count(n) > 1}
     if dupes:
         raise SpecError(f"spec {spec.name}: fields declared twice: {sorted(dupes)}")
@@ -223,10 +241,19 @@ def resolve_layout(spec: FeatureSpec) -> TensorLayout:
     fixed = sum(c.buckets or 0 for c in categorical if isinstance(c, CategoricalField))
     auto = [c for c in categorical if isinstance(c, CategoricalField) and c.buckets is None]
     left = spec.tensor_width - offset - fixed
+    if not numeric and not categorical and not spec.time_features:
+        raise SpecError(
+            f"spec {spec.name}: no features: list `numeric`, `categorical` or `time_features` "
+            "(a `*` pattern matched no column?); `secureai spec draft FILE` proposes them"
+        )
     if left < 0 or (auto and left < 2 * len(auto)):
+        need = offset + fixed + 2 * len(auto)
+        wider = -(-need // 64) * 64
         raise SpecError(
             f"spec {spec.name}: {offset} numeric/time dims + {fixed} fixed buckets leave "
-            f"{left} of {spec.tensor_width} dims for {len(auto)} auto-sized categoricals"
+            f"{left} of {spec.tensor_width} dims for {len(auto)} auto-sized categoricals "
+            f"(each needs >= 2): set `tensor_width: {wider}` (or more) in the spec, give the "
+            "categoricals fewer `buckets`, or drop features with `exclude`"
         )
     share, extra = divmod(left, len(auto)) if auto else (0, 0)
     for c in categorical:
@@ -261,6 +288,11 @@ def load_spec(name_or_path: str | Path) -> FeatureSpec:
         raise SpecError(f"feature spec not found: {name_or_path} (shipped specs: {shipped})")
     try:
         doc = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        from morpheus_ext.config_io import yaml_problem
+
+        raise SpecError(f"invalid feature spec {path}: {yaml_problem(exc)}") from exc
+    try:
         spec = FeatureSpec.model_validate(doc)
         _ = spec.layout  # resolve now so errors surface at load time
     except SpecError:

@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from pipelines.cli_base import CLIError, OneLineParser, at_least, run_cli
 
@@ -24,9 +25,11 @@ def package_version() -> str:
 def cmd_demo(args: argparse.Namespace) -> int:
     from morpheus_ext.config_io import load_config
     from pipelines.config import DemoConfig
+
+    config = load_config(args.config, DemoConfig)  # a config mistake answers before torch loads
     from pipelines.demo import run_demo
 
-    result = run_demo(load_config(args.config, DemoConfig), progress=not args.no_progress)
+    result = run_demo(config, progress=not args.no_progress)
     m = result.metrics
     print(f"run directory: {result.run_dir}")
     print(
@@ -44,15 +47,79 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from modelling.centralized import load_source, train_centralized
+def config_relative_inputs(doc: dict[str, Any], config_dir: Path) -> dict[str, Any]:
+    """Input files a training config names (``data.train.path``, ``data.test.path``, a spec
+    file) are read relative to the config file; one that is not there is read from the
+    current directory, as the shipped configs (written for the repository root) expect.
+
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> _ = (d / "mine.csv").write_text("a")
+    >>> doc = {"data": {"spec": "nsl_kdd", "train": {"path": "mine.csv"}, "test": None}}
+    >>> config_relative_inputs(doc, d)["data"]["train"]["path"] == str(d / "mine.csv")
+    True
+    """
+    data = doc.get("data") or {}
+
+    def rebase(value: str | None) -> str | None:
+        if value is None or Path(value).is_absolute():
+            return value
+        beside = config_dir / value
+        return str(beside) if beside.exists() else value
+
+    for part in ("train", "test"):
+        source = data.get(part)
+        if isinstance(source, dict) and source.get("path"):
+            source["path"] = rebase(source["path"])
+    spec = data.get("spec")
+    if isinstance(spec, str) and Path(spec).suffix in (".yml", ".yaml"):
+        data["spec"] = rebase(spec)
+    return doc
+
+
+def train_config(args: argparse.Namespace) -> Any:
+    """``--config FILE`` or ``--data FILE --spec SPEC [--test FILE]``, then ``--set`` overrides;
+    the resolved config is written to the run directory either way (the reproducible form)."""
+    import yaml
+
     from modelling.config import CentralizedConfig
+    from morpheus_ext.config_io import load_config, merge_overrides
+
+    if args.config and (args.data or args.test):
+        raise CLIError("give --config FILE, or --data FILE --spec SPEC, not both")
+    if args.config:
+        config = load_config(args.config, CentralizedConfig)
+        doc = config_relative_inputs(config.model_dump(mode="json"), Path(args.config).parent)
+    elif args.data and args.spec:
+        data: dict[str, Any] = {"spec": args.spec, "train": {"path": args.data}}
+        if args.test:
+            data["test"] = {"path": args.test}
+        doc = {"name": args.name or Path(args.data).stem, "data": data}
+    else:
+        raise CLIError("give --config FILE, or --data FILE with --spec SPEC (and --test FILE)")
+    overrides: dict[str, Any] = {}
+    for item in args.set or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise CLIError(f"--set {item!r}: expected KEY=VALUE, e.g. train.epochs=50")
+        node = overrides
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(value)
+    return CentralizedConfig.model_validate(merge_overrides(doc, overrides))
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    config = train_config(args)  # first: a config mistake answers before torch is imported
+    if config.train_source.path is not None and not Path(config.train_source.path).is_file():
+        raise CLIError(f"data.train.path: no such file {config.train_source.path}")
+
+    from modelling.centralized import load_source, train_centralized
     from modelling.evaluation.evaluate import evaluate, score_frame
-    from morpheus_ext.config_io import load_config
     from morpheus_ext.repository_writer import write_repository
 
-    config = load_config(args.config, CentralizedConfig)
-    result = train_centralized(config, version=args.version)
+    result = train_centralized(config, version=args.version, progress=not args.no_progress)
     print(f"run directory: {result.run_dir}")
     print(
         f"trained {result.metrics['epochs_run']} epochs, best val loss "
@@ -99,6 +166,22 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def model_repository_arg(given: str | None) -> Path:
+    """``--model-repository`` as given (it must exist), else the project's own repository
+    (found from the installed package, so commands work from any directory)."""
+    from morpheus_ext.model_repository import DEFAULT_REPOSITORY
+
+    if given is None:
+        return DEFAULT_REPOSITORY
+    path = Path(given)
+    if not path.is_dir():
+        raise CLIError(
+            f"--model-repository {given}: no such directory (a Triton model repository, e.g. "
+            f"a run's <run-dir>/model_repository or {DEFAULT_REPOSITORY})"
+        )
+    return path
+
+
 def _print_metrics(m: dict[str, object]) -> None:
     tpr = m["tpr_at_fpr"]
     assert isinstance(tpr, dict)
@@ -115,7 +198,11 @@ def _print_metrics(m: dict[str, object]) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from modelling.centralized import MODEL_REPOSITORY, load_source
+    if args.run_dir and not Path(args.run_dir).is_dir():  # before the training imports
+        raise CLIError(f"run directory not found: {args.run_dir}")
+    if not args.run_dir and not (args.data and args.spec):
+        raise CLIError("give --run-dir DIR, or --data PATH with --spec SPEC")
+    from modelling.centralized import MODEL_REPOSITORY, baseline_training_matrix, load_source
     from modelling.config import CentralizedConfig
     from modelling.evaluation.evaluate import evaluate, score_frame
     from morpheus_ext.config_io import load_config
@@ -125,8 +212,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from morpheus_ext.stages.preprocess.featurizer import Featurizer
 
     train_normalized = None
+    seed = 0
     if args.run_dir:
-        run_dir = Path(args.run_dir)
+        from modelling.rundir import training_run_dir
+
+        run_dir = training_run_dir(args.run_dir)  # a demo's directory: its training run
         config = load_config(run_dir / "config.yaml", CentralizedConfig)
         spec = load_spec(args.spec or config.data.spec)
         repository = Path(args.model_repository or run_dir / MODEL_REPOSITORY)
@@ -138,19 +228,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             frame, _ = load_source(config.data.test, spec)
         else:
             raise CLIError(f"{run_dir} has no test data in its config; pass --data PATH")
-        if not args.no_baselines:
-            train, _ = load_source(config.train_source, spec)
-            fitted = score_frame(engine, featurizer, train)
-            if config.data.fit_on == "normal" and fitted.labels is not None:
-                train_normalized = fitted.normalized[fitted.labels == 0]
-            else:
-                train_normalized = fitted.normalized
+        if not args.no_baselines:  # the very rows training fitted them on: same numbers
+            train_normalized = baseline_training_matrix(config, run_dir)
+        seed = config.seed
         out = Path(args.out or run_dir / "evaluation")
     else:
         if not (args.data and args.spec):
             raise CLIError("give --run-dir DIR, or --data PATH with --spec SPEC")
         spec = load_spec(args.spec)
-        repository = Path(args.model_repository or "triton_model_repository")
+        repository = model_repository_arg(args.model_repository)
         engine = InProcessEngine(repository, spec.spec_hash)
         featurizer = Featurizer(spec)
         frame = read_frame(args.data, spec)
@@ -169,6 +255,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         f"Evaluation of {repository}",
         train_normalized,
         baselines=not args.no_baselines,
+        seed=seed,
         extra={"model_repository": str(repository)},
     )
     _print_metrics(m)
@@ -195,7 +282,7 @@ def cmd_score(args: argparse.Namespace) -> int:
             connect_timeout_s=args.connect_timeout,
         )
     else:
-        config = InferenceConfig(repository=args.model_repository)
+        config = InferenceConfig(repository=model_repository_arg(args.model_repository))
     engine = build_engine(config, spec)
     pipeline = ScoringPipeline(Featurizer(spec), engine)
     out = Path(args.out)
@@ -232,8 +319,39 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_spec_draft(args: argparse.Namespace) -> int:
+    from morpheus_ext.feature_spec import load_spec
+    from morpheus_ext.spec_draft import draft_spec, read_sample, render
+
+    if not args.file:
+        raise CLIError("spec draft needs a data file: secureai spec draft FILE [--out spec.yml]")
+    source = Path(args.file)
+    header = {"auto": None, "yes": True, "no": False}[args.header]
+    frame = read_sample(source, header)
+    doc = draft_spec(frame, args.name or source.stem, args.label, args.normal, args.exclude)
+    text = render(doc, source)
+    if args.out is None:
+        print(text, end="")
+        return 0
+    out = Path(args.out)
+    out.write_text(text)
+    spec = load_spec(out)  # what was written loads and resolves
+    label = spec.label_column or "none (unsupervised)"
+    print(
+        f"wrote {out}: {len(spec.layout.fields)} features in {spec.layout.used_width}/"
+        f"{spec.layout.width} dims, label {label}, excluded {len(spec.exclude)}; next: "
+        f"secureai train --data {source} --spec {out}"
+    )
+    return 0
+
+
 def cmd_spec(args: argparse.Namespace) -> int:
     from morpheus_ext.feature_spec import load_spec
+
+    if args.spec == "draft":
+        return cmd_spec_draft(args)
+    if args.file:
+        raise CLIError(f"unexpected argument {args.file!r} (secureai spec SPEC shows a spec)")
 
     spec = load_spec(args.spec)
     print(
@@ -257,8 +375,21 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--no-progress", action="store_true")
     d.set_defaults(func=cmd_demo)
 
-    t = sub.add_parser("train", help="centralized training from a YAML config")
-    t.add_argument("--config", required=True)
+    t = sub.add_parser(
+        "train", help="centralized training: a YAML config, or --data FILE --spec SPEC"
+    )
+    t.add_argument("--config", help="a training config (configs/centralized.yml)")
+    t.add_argument("--data", help="without a config: the training file (CSV, Parquet, JSONL)")
+    t.add_argument("--spec", help="with --data: a spec name or file (secureai spec draft)")
+    t.add_argument("--test", help="with --data: a labelled file to evaluate on")
+    t.add_argument("--name", help="with --data: the run's name (default: the file's stem)")
+    t.add_argument("--no-progress", action="store_true", help="no per-epoch lines on stderr")
+    t.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set train.epochs=50 --set model.hidden=[256,64]",
+    )
     t.add_argument(
         "--publish", metavar="REPOSITORY", help="also write the version into this repository"
     )
@@ -269,7 +400,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--run-dir")
     e.add_argument("--data", help="labelled CSV/Parquet/JSONL file")
     e.add_argument("--spec", help="feature spec name or path")
-    e.add_argument("--model-repository", help="default: the run's, else triton_model_repository")
+    e.add_argument(
+        "--model-repository", help="default: the run's, else the project's triton_model_repository"
+    )
     e.add_argument("--train-data", help="with --data: fit baselines on this file")
     e.add_argument("--out", help="output directory")
     e.add_argument("--no-baselines", action="store_true")
@@ -282,8 +415,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--spec", default="security_events")
     s.add_argument(
         "--model-repository",
-        default="triton_model_repository",
-        help="in-process engine: the repository to load",
+        help="in-process engine: the repository to load (default: the project's "
+        "triton_model_repository, wherever you run from)",
     )
     s.add_argument("--triton", metavar="URL", help="score on a Triton server (host:port)")
     s.add_argument("--protocol", choices=["grpc", "http"], default="grpc")
@@ -318,8 +451,20 @@ def build_parser() -> argparse.ArgumentParser:
     cli_serve.register(sub)
     cli_loop.register(sub)
 
-    sp = sub.add_parser("spec", help="show a feature spec's tensor layout and hash")
-    sp.add_argument("spec")
+    sp = sub.add_parser(
+        "spec",
+        help="show a feature spec's layout and hash; `spec draft FILE` proposes one for a file",
+        usage="secureai spec SPEC | secureai spec draft FILE [--label COL] [--normal V ...] "
+        "[--exclude COL ...] [--out spec.yml]",
+    )
+    sp.add_argument("spec", help="a shipped spec name or a YAML path; or `draft`")
+    sp.add_argument("file", nargs="?", help="draft: a CSV (header or not), Parquet or JSONL file")
+    sp.add_argument("--label", help="draft: the label column (default: found by name)")
+    sp.add_argument("--normal", nargs="+", help="draft: label values meaning normal")
+    sp.add_argument("--exclude", nargs="+", default=[], help="draft: columns to leave out")
+    sp.add_argument("--name", help="draft: the spec's name (default: the file's stem)")
+    sp.add_argument("--header", choices=["auto", "yes", "no"], default="auto")
+    sp.add_argument("--out", help="draft: write the spec here (default: print it)")
     sp.set_defaults(func=cmd_spec)
     return p
 

@@ -118,7 +118,9 @@ def run_cli(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) 
             return EXIT_USAGE
         if isinstance(exc, EXPECTED_ERRORS):
             print(f"secureai: error: {msg}", file=sys.stderr)
-            return EXIT_USAGE
+            # a user's mistake is a usage error (2); an error class may say it is a runtime
+            # failure the user did not cause (1: a broker that does not answer)
+            return int(getattr(exc, "exit_code", EXIT_USAGE))
         print(
             f"secureai: internal error: {type(exc).__name__}: {msg} (rerun with --debug)",
             file=sys.stderr,

@@ -10,6 +10,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from pipelines.cli_base import CLIError
+
 
 def _print_run(result: Any) -> None:
     print(f"run directory: {result.run_dir}")
@@ -35,17 +37,26 @@ def _print_run(result: Any) -> None:
     print(f"model repository: {result.result['model_repository']}")
 
 
+def _config_exists(path: str) -> None:
+    """A missing config answers before the Flower and torch imports (seconds)."""
+    if not Path(path).is_file():
+        raise CLIError(f"config file not found: {path}")
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
+    _config_exists(args.config)
     from federated.config import FLConfig
     from federated.simulation import simulate
     from morpheus_ext.config_io import load_config
 
     config = load_config(args.config, FLConfig)
-    _print_run(simulate(config, Path(args.run_dir) if args.run_dir else None))
+    run_dir = Path(args.run_dir) if args.run_dir else None
+    _print_run(simulate(config, run_dir, progress=not args.no_progress))
     return 0
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
+    _config_exists(args.config)
     from federated.config import FLConfig
     from federated.deployment import deploy_local
     from morpheus_ext.config_io import load_config
@@ -57,12 +68,14 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         tls=not args.insecure,
         supernode_auth=not args.no_auth,
         work_dir=Path(args.work_dir) if args.work_dir else None,
+        progress=not args.no_progress,
     )
     _print_run(result)
     return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    _config_exists(args.config)
     from federated.compare import CompareConfig, compare
     from morpheus_ext.config_io import load_config
 
@@ -127,6 +140,7 @@ def register(sub: Any) -> None:
     p = fsub.add_parser("simulate", help="a federated run with Flower's simulation engine")
     p.add_argument("--config", default="configs/fed_dp_small.yml")
     p.add_argument("--run-dir", help="default: runs/<name>-<time>")
+    p.add_argument("--no-progress", action="store_true", help="no line per round on stderr")
     p.set_defaults(func=cmd_simulate)
 
     p = fsub.add_parser(
@@ -137,6 +151,7 @@ def register(sub: Any) -> None:
     p.add_argument("--work-dir", help="keep certificates, keys and process logs here")
     p.add_argument("--insecure", action="store_true", help="no TLS (testing only)")
     p.add_argument("--no-auth", action="store_true", help="no SuperNode authentication")
+    p.add_argument("--no-progress", action="store_true", help="no line per round on stderr")
     p.set_defaults(func=cmd_deploy)
 
     p = fsub.add_parser(

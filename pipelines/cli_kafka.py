@@ -25,7 +25,8 @@ from typing import Any
 
 import orjson
 
-from pipelines.cli_base import CLIError, run_cli, standalone_parser
+from morpheus_ext.errors import SecureAIError
+from pipelines.cli_base import EXIT_FAILURE, CLIError, at_least, run_cli, standalone_parser
 from pipelines.top_alerts import TopAlerts
 
 DEFAULT_CONFIG = "configs/pipeline.yml"
@@ -178,9 +179,25 @@ def cmd_produce(args: argparse.Namespace) -> int:
         values = _synthetic_values(args)
         total = args.events
     try:
+        producer = Producer(
+            producer_config(
+                bootstrap,
+                {
+                    **options,
+                    "linger.ms": 20,
+                    "message.timeout.ms": int(args.delivery_timeout * 1000),
+                },
+            )
+        )
+        try:  # a broker that never answers: one line after --connect-timeout, not a hang
+            producer.list_topics(timeout=args.connect_timeout)
+        except KafkaException as exc:
+            raise KafkaUnreachable(
+                f"no Kafka broker at {bootstrap} answered within {args.connect_timeout:g} s "
+                f"(--connect-timeout): {exc.args[0].str()}"
+            ) from None
         if args.partitions:
             ensure_topics(bootstrap, {args.topic: args.partitions}, options)
-        producer = Producer(producer_config(bootstrap, {**options, "linger.ms": 20}))
     except KafkaException as exc:
         raise CLIError(f"Kafka: {exc.args[0].str()}") from None
     failures: list[str] = []
@@ -218,6 +235,12 @@ def cmd_produce(args: argparse.Namespace) -> int:
         )
     print(f"produced {sent} events to {args.topic} in {seconds:.1f} s ({sent / seconds:,.0f}/s)")
     return 0
+
+
+class KafkaUnreachable(SecureAIError, ConnectionError):
+    """No broker answered in time (a runtime failure: exit 1)."""
+
+    exit_code = EXIT_FAILURE
 
 
 def _connection(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
@@ -338,6 +361,18 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--anomaly-rate", type=float, default=0.02)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--connect-timeout",
+        type=at_least(0.1, float),
+        default=15.0,
+        help="seconds to wait for a broker to answer before giving up (default 15)",
+    )
+    p.add_argument(
+        "--delivery-timeout",
+        type=at_least(1.0, float),
+        default=60.0,
+        help="seconds an event may wait for its acknowledgement (librdkafka message.timeout.ms)",
+    )
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_produce)
 

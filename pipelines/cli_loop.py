@@ -11,13 +11,25 @@ import argparse
 from typing import Any
 
 
+def _config_exists(path: str) -> None:
+    """A missing config answers before the Flower and torch imports (seconds)."""
+    from pathlib import Path
+
+    from pipelines.cli_base import CLIError
+
+    if not Path(path).is_file():
+        raise CLIError(f"config file not found: {path}")
+
+
 def cmd_sidecar(args: argparse.Namespace) -> int:
+    _config_exists(args.config)
     from federated.sidecar import run_sidecar
 
     return run_sidecar(args.config)
 
 
 def cmd_coordinator(args: argparse.Namespace) -> int:
+    _config_exists(args.config)
     from federated.coordinator import run_coordinator
 
     return run_coordinator(args.config)

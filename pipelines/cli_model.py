@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pipelines.cli_base import CLIError
+
 DEFAULT_REPOSITORY = "triton_model_repository"
 
 
@@ -46,13 +48,24 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _repository_exists(repository: str | Path) -> None:
+    """A repository that is not there answers before the training stack is imported."""
+    if not (Path(repository) / "dfp_autoencoder" / "config.pbtxt").is_file():
+        raise CLIError(
+            f"--repository {repository}: not a model repository (no dfp_autoencoder/config.pbtxt)"
+        )
+
+
 def cmd_publish(args: argparse.Namespace) -> int:
+    from modelling.rundir import training_run_dir
+
+    run_dir = training_run_dir(args.run_dir)  # a demo's directory: its training run
+    _repository_exists(args.repository)
     from federated.publish import PublishConfig, publish
     from modelling.checkpoint import CHECKPOINT_DIR, load_checkpoint
     from morpheus_ext.feature_spec import load_spec
     from morpheus_ext.io import read_frame
 
-    run_dir = Path(args.run_dir)
     checkpoint = load_checkpoint(run_dir / CHECKPOINT_DIR)
     spec = load_spec(args.spec or checkpoint.spec)
     validation = read_frame(args.validation, spec)
@@ -85,6 +98,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
+    _repository_exists(args.repository)
     from federated.publish import rollback
 
     version = rollback(Path(args.repository), args.version, triton=_triton(args))
@@ -93,6 +107,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    _repository_exists(args.repository)
     from federated.publish import verify
 
     problems = verify(Path(args.repository))

@@ -56,7 +56,7 @@ def run_demo(config: DemoConfig, progress: bool = True) -> DemoResult:
     if config.use_committed_models:
         repository = config.committed_repository
     else:
-        trained = train_centralized(config.training, run_dir / "train")
+        trained = train_centralized(config.training, run_dir / "train", progress=progress)
         repository, train_normalized = trained.repository, trained.train_normalized
 
     events = write_events(generate(config.stream), run_dir / "events.jsonl")

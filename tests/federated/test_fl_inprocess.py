@@ -23,7 +23,7 @@ from federated.config import FLConfig, merge_overrides
 from federated.launcher import free_port
 from federated.ledger import PrivacyBudgetExceeded
 from federated.protocol import RUN_CONFIG_PATH, RUN_DIR
-from federated.runs import prepare_run_dir, read_rounds
+from federated.runs import RunDirInUse, prepare_run_dir, read_rounds
 from federated.server import RESULT_FILE, run_federated
 from federated.site_round import Site
 from federated.site_split import fit_public_inputs, load_federated_data
@@ -57,8 +57,10 @@ def small_config(tmp: Path, **overrides: Any) -> FLConfig:
     return FLConfig.model_validate(doc)
 
 
-def run_inprocess(config: FLConfig, tmp: Path, **grid_kwargs: Any) -> tuple[Path, dict[str, Any]]:
-    config, run_dir = prepare_run_dir(config, tmp / "run")
+def run_inprocess(
+    config: FLConfig, tmp: Path, name: str = "run", **grid_kwargs: Any
+) -> tuple[Path, dict[str, Any]]:
+    config, run_dir = prepare_run_dir(config, tmp / name)
     run_config = {RUN_CONFIG_PATH: str(run_dir / "config.yaml"), RUN_DIR: str(run_dir)}
     grid = LoopbackGrid(config.sites.n_sites, run_config, **grid_kwargs)
     result = run_federated(grid, load_config(run_dir / "config.yaml", FLConfig), run_dir, 7)
@@ -180,17 +182,24 @@ def test_a_run_that_cannot_fit_the_budget_is_refused_before_training(tmp_path: P
 
 
 def test_ledger_accumulates_across_reruns_and_refuses_over_budget(tmp_path: Path) -> None:
-    """Re-running into the same run directory is a new instance: a new entry, never an
-    overwrite; once the lifetime budget cannot hold another run, the site refuses it."""
+    """Two runs of the same config on the same sites (their ledgers in one place, as a site
+    keeps it) add up: a new entry per run, never an overwrite; once the lifetime budget cannot
+    hold another run, the site refuses it. A run never reuses a directory holding a run."""
     config = small_config(
         tmp_path,
         federation={"rounds": 2},
-        privacy={"target_epsilon": 1.0, "site_budget_epsilon": 2.5},
+        privacy={
+            "target_epsilon": 1.0,
+            "site_budget_epsilon": 2.5,
+            "ledger_dir": str(tmp_path / "ledger"),
+        },
     )
-    first_dir, first = run_inprocess(config, tmp_path)
-    second_dir, second = run_inprocess(config, tmp_path)
-    assert first_dir == second_dir and first["fl_run_id"] != second["fl_run_id"]
-    ledger = json.loads((first_dir / "ledger" / "site-0.json").read_text())
+    first_dir, first = run_inprocess(config, tmp_path, "first")
+    with pytest.raises(RunDirInUse, match="already holds a federated run"):
+        prepare_run_dir(config, first_dir)
+    second_dir, second = run_inprocess(config, tmp_path, "second")
+    assert first_dir != second_dir and first["fl_run_id"] != second["fl_run_id"]
+    ledger = json.loads((tmp_path / "ledger" / "site-0.json").read_text())
     assert set(ledger["runs"]) == {first["fl_run_id"], second["fl_run_id"]}
     per_run = [ledger["runs"][r["fl_run_id"]]["epsilon"] for r in (first, second)]
     assert all(0.5 < e <= 1.0 + 1e-6 for e in per_run)
@@ -198,7 +207,7 @@ def test_ledger_accumulates_across_reruns_and_refuses_over_budget(tmp_path: Path
 
     data = load_federated_data(config)
     public = fit_public_inputs(config.public.source, data.spec, "normal")
-    site = Site(config, 0, public.normalizer, first_dir / "ledger")
+    site = Site(config, 0, public.normalizer, tmp_path / "ledger")
     from modelling.models import build_autoencoder
 
     weights = build_autoencoder(config.model, data.spec.tensor_width, seed=0).state_dict()

@@ -73,3 +73,29 @@ def test_tail_shows_the_highest_scores_with_reasons(
     assert lines[0].startswith("5 score records, 2 anomalous; top 2")
     assert "evt-3" in lines[2] and "country=C3 (z 42.0)" in lines[2]
     assert "evt-1" in lines[3] and len(lines) == 4
+
+
+def test_produce_to_an_unreachable_broker_fails_in_one_line_after_its_timeout() -> None:
+    """Nothing listens on the port: one error line naming the broker and the flag, exit 1
+    (a runtime failure), instead of retrying for ever with ERROR lines several times a second."""
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:  # a free port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.run(
+        [
+            sys.executable, "-m", "pipelines.cli", "produce",
+            "--bootstrap-servers", f"127.0.0.1:{port}", "--events", "10",
+            "--connect-timeout", "2", "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )  # fmt: skip
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 1, proc.stderr
+    assert len(lines) == 1 and f"no Kafka broker at 127.0.0.1:{port}" in lines[0], lines
+    assert "--connect-timeout" in lines[0]

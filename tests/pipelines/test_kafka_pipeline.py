@@ -31,6 +31,7 @@ from scripts.kafka.broker import KafkaBroker
 
 from ..kafka_fixtures import (
     HANG_GUARD_S,
+    Topics,
     committed,
     kafka_broker,
     make_topics,
@@ -38,6 +39,7 @@ from ..kafka_fixtures import (
     pipeline_config,
     produce,
     synthetic_values,
+    unique,
     wait_covered,
 )
 
@@ -353,3 +355,41 @@ def test_an_event_that_crashes_the_featurizer_is_isolated_and_dead_lettered(
     ((letter,),) = outcome.dead.values()
     assert letter["reason"] == "internal error: RuntimeError: featurizer bug (test)"
     assert produced.index_of(letter["partition"], letter["offset"]) == 1500
+
+
+# --------------------------------------------------------------------------- topic created late
+def test_a_pipeline_started_before_its_topic_exists_waits_and_then_scores(
+    kafka_broker: KafkaBroker, model_repository: Path, engine: InProcessEngine
+) -> None:
+    """Started before anyone created its input topic, the pipeline logs the broker's "unknown
+    topic" once and keeps polling (it once crashed with a SystemError comparing the broker's
+    error with None); once the topic appears and events arrive, every one is scored."""
+    from morpheus_ext.stages.input.kafka_source import ensure_topics
+
+    topics = make_topics(kafka_broker)
+    late = Topics(unique("late-events"), topics.scores, topics.dead, topics.group, 2)
+    config = pipeline_config(
+        kafka_broker,
+        late,
+        model_repository,
+        consumer={"topic.metadata.refresh.interval.ms": 1000},
+    )
+    result: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            result["summary"] = run_inprocess(config, engine, max_events=500)
+        except BaseException as exc:  # the test reports it
+            result["error"] = exc
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    time.sleep(4)  # the consumer has asked for the missing topic by now
+    assert "error" not in result, result.get("error")
+    ensure_topics(kafka_broker.bootstrap, {late.events: 2})
+    produced = produce(kafka_broker, late.events, list(synthetic_values(500, seed=3)))
+    worker.join(timeout=120)
+    assert not worker.is_alive() and "error" not in result, result
+    assert result["summary"].events_in == 500
+    outcome, _ = wait_covered(kafka_broker, produced, late)
+    assert len(outcome.scores) == 500

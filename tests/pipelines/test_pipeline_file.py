@@ -133,7 +133,7 @@ def test_score_records_follow_the_schema(
         (["generate", "--out", "x.jsonl", "--events", "-5"], "--events: must be at least 1"),
         (["score", "--events", "x", "--batch-size", "0"], "--batch-size: must be at least 1"),
         (["score", "--events", "x", "--batch-size", "many"], "expected an integer, got 'many'"),
-        (["train"], "the following arguments are required: --config"),
+        (["train"], "give --config FILE, or --data FILE with --spec SPEC"),
         (["nope"], "invalid choice: 'nope'"),
     ],
 )
@@ -295,3 +295,43 @@ def test_parquet_from_generate_scores_like_its_jsonl(tiny_run: TrainResult, tmp_
     assert len(from_parquet) == 1500 and from_parquet.keys() == from_jsonl.keys()
     for event_id, record in from_jsonl.items():
         assert from_parquet[event_id]["anomaly_score"] == pytest.approx(record["anomaly_score"])
+
+
+def test_a_demo_directory_composes_and_baselines_match_training(
+    tiny_run: TrainResult, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`secureai demo` keeps its training run under train/: evaluate and model publish take the
+    demo's directory itself. The IsolationForest baseline that `evaluate --run-dir` reports is
+    the one training reported (fitted on the same rows), not a refit on other rows."""
+    import shutil
+
+    from modelling.evaluation.evaluate import evaluate, score_frame
+    from morpheus_ext.stages.inference.inprocess import InProcessEngine
+    from morpheus_ext.stages.preprocess.featurizer import Featurizer
+    from synthetic import write_events
+
+    demo = tmp_path / "demo-20261205-120000"
+    shutil.copytree(tiny_run.run_dir, demo / "train")
+    data = write_events(generate(SyntheticConfig(n_events=3000, seed=9)), tmp_path / "t.parquet")
+    # what training's own evaluation reports (cmd_train: the run's training rows)
+    from morpheus_ext.io import read_frame
+
+    engine = InProcessEngine(tiny_run.repository, tiny_run.spec.spec_hash)
+    scored = score_frame(engine, Featurizer(tiny_run.spec), read_frame(data, tiny_run.spec))
+    at_train = evaluate(scored, tmp_path / "at-train", "t", tiny_run.train_normalized, True, 0)
+    assert main(["evaluate", "--run-dir", str(demo), "--data", str(data)]) == 0
+    at_eval = json.loads((demo / "train" / "evaluation" / "metrics.json").read_text())
+    forest = {b["name"]: b["auroc"] for b in at_train["baselines"]}["isolation_forest"]
+    again = {b["name"]: b["auroc"] for b in at_eval["baselines"]}["isolation_forest"]
+    assert again == pytest.approx(forest, abs=1e-9), (forest, again)
+
+    repository = tmp_path / "repository"
+    shutil.copytree(tiny_run.repository, repository)
+    code = main(
+        [
+            "model", "publish", str(demo), "--validation", str(data),
+            "--repository", str(repository),
+        ]
+    )  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    assert (repository / "dfp_autoencoder" / "2").is_dir()

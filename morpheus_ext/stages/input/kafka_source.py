@@ -28,11 +28,12 @@ from typing import Any, cast
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from morpheus_ext.kafka_logging import client_logger
 from morpheus_ext.stages.input.sources import Origin, RawBatch
 
 log = logging.getLogger(__name__)
-_CLIENT_LOG = logging.getLogger("librdkafka")
-"""librdkafka's own log lines go through Python logging (not raw to stderr)."""
+_CLIENT_LOG = client_logger()
+"""librdkafka's own log lines go through Python logging (not raw to stderr), rate-limited."""
 
 BATCH_IDLE_S = 0.005
 """A started batch closes when nothing new arrived for this long (see poll_batch)."""
@@ -253,8 +254,9 @@ class KafkaSourceStage:
 
     def _add(self, batch: ConsumedBatch, messages: list[Message]) -> None:
         good = messages
-        errors = list(map(_error, messages))
-        if errors.count(None) != len(errors):
+        # `is not None`, never ==: KafkaError's comparison with None raises inside C code
+        # (`list.count(None)` then fails with a SystemError on a missing topic's error)
+        if any(e is not None for e in map(_error, messages)):
             good = []
             for message in messages:
                 err = message.error()

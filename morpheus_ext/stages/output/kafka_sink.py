@@ -23,11 +23,12 @@ from typing import Any
 import orjson
 from confluent_kafka import KafkaError, Message, Producer, TopicPartition
 
+from morpheus_ext.kafka_logging import client_logger
 from morpheus_ext.stages.postprocess.records import ScoreRecords
 
 log = logging.getLogger(__name__)
-_CLIENT_LOG = logging.getLogger("librdkafka")
-"""librdkafka's own log lines go through Python logging (not raw to stderr)."""
+_CLIENT_LOG = client_logger()
+"""librdkafka's own log lines go through Python logging (not raw to stderr), rate-limited."""
 
 MANAGED_PRODUCER_KEYS: dict[str, str] = {
     "bootstrap.servers": "set kafka.bootstrap_servers",
