@@ -125,7 +125,34 @@ def pipeline_metrics() -> PipelineMetrics:
     return _default
 
 
+REASON_CODES: tuple[tuple[str, str], ...] = (
+    ("empty message", "empty"),
+    ("event of ", "too_large"),
+    ("invalid UTF-8", "invalid_utf8"),
+    ("invalid JSON", "invalid_json"),
+    ("expected a JSON object", "not_an_object"),
+    ("missing required field", "missing_field"),
+    ("number is not finite", "not_finite"),
+    ("as a time", "bad_timestamp"),
+    ("is outside 1970", "bad_timestamp"),
+    ("expected a", "wrong_type"),
+    ("internal error", "internal"),
+)
+"""Dead-letter reason -> the code used as the ``reason`` metric label (first match wins). The
+detail (field, value, size) stays in the dead-letter record only: a label must not carry it, or
+every distinct bad event would create a new Prometheus series."""
+REASON_CODE_SET = frozenset(code for _, code in REASON_CODES) | {"other"}
+
+
 def reason_class(reason: str) -> str:
-    """A low-cardinality label for a reject reason: the text before its first colon/quote."""
-    head = reason.split(":", 1)[0]
-    return head.split("'", 1)[0].strip()[:60] or "other"
+    """The fixed code for a reject reason (``REASON_CODES``; ``other`` when none matches).
+
+    >>> reason_class("event of 400025 bytes exceeds the 262144-byte limit")
+    'too_large'
+    >>> reason_class("field 'user': expected a string or number, got ['a']")
+    'wrong_type'
+    """
+    for text, code in REASON_CODES:
+        if text in reason:
+            return code
+    return "other"

@@ -58,7 +58,18 @@ class DeliveryMode:
         self.summary = summary
         self.metrics = metrics
         self.abort = abort
+        self.drain_by: float | None = None
+        """Monotonic time the drain must end by (set at the first stop request)."""
         self._setup()
+
+    def time_left(self) -> float:
+        """Seconds of the drain left (``drain_timeout_s`` before a stop was asked for)."""
+        if self.drain_by is None:
+            return self.kafka.drain_timeout_s
+        return max(0.0, self.drain_by - time.monotonic())
+
+    def past_drain(self) -> bool:
+        return self.drain_by is not None and time.monotonic() >= self.drain_by
 
     def _setup(self) -> None:
         """The mode's own state (a hook, so subclasses keep the one constructor)."""
@@ -126,7 +137,12 @@ class AtLeastOnce(DeliveryMode):
         self._pending_latency.append((delivery, batch, result))
         self.sink.poll(0)
         # The window: at most max_inflight_batches wait for acknowledgement.
-        while len(self.tracker) >= self.kafka.max_inflight_batches and not self.abort.is_set():
+        # A stop's drain deadline ends the wait too (a broker that is gone never acknowledges).
+        while (
+            len(self.tracker) >= self.kafka.max_inflight_batches
+            and not self.abort.is_set()
+            and not self.past_drain()
+        ):
             self.sink.poll(0.01)
             self.commit_done()
         return True
@@ -159,10 +175,20 @@ class AtLeastOnce(DeliveryMode):
         self.tracker.forget(revoked)
 
     def drain(self) -> None:
-        left = self.sink.flush(self.kafka.drain_timeout_s)
+        """Wait (at most until the drain deadline) for acknowledgements, commit what is
+        acknowledged, and count what was not: those batches stay uncommitted, a restart
+        re-reads them."""
+        left = self.sink.flush(self.time_left())
         self.commit_done(asynchronous=False)
-        if left:
-            log.warning("%d messages unacknowledged after the drain timeout", left)
+        pending = self.tracker.events_pending()
+        if left or pending:
+            self.summary.left_unscored += pending
+            log.warning(
+                "drain timeout: %d messages unacknowledged; %d events not committed, a restart "
+                "re-reads them",
+                left,
+                pending,
+            )
 
 
 class ExactlyOnce(DeliveryMode):

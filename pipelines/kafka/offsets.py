@@ -77,6 +77,10 @@ class OffsetTracker:
     def __len__(self) -> int:
         return len(self._inflight)
 
+    def events_pending(self) -> int:
+        """Events of the batches not committed: what a restart re-reads."""
+        return sum(d.events for d in self._inflight)
+
     def add(self, delivery: Delivery) -> None:
         self._inflight.append(delivery)
 

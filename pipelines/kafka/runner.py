@@ -156,9 +156,12 @@ class KafkaScoringRunner:
         return dict(self.checkpointer.learned)
 
     def request_stop(self) -> None:
-        """Drain and stop (thread-safe); a second call stops without waiting."""
+        """Drain and stop (thread-safe); a second call stops without waiting. The drain ends
+        ``drain_timeout_s`` after the first call whatever the broker does."""
         if self._stop.is_set():
             self._abort.set()
+        elif self.delivery.drain_by is None:
+            self.delivery.drain_by = time.monotonic() + self.kafka.drain_timeout_s
         self._stop.set()
 
     def install_signal_handlers(self) -> None:
@@ -330,12 +333,19 @@ class KafkaScoringRunner:
             self.window.close()
             self.summary.window_rows = self.window.rows_written
             self.summary.window_rows_dropped = self.window.rows_dropped
+        closer = threading.Thread(target=self._close_consumer, daemon=True)
+        closer.start()  # leaving the group needs a broker: never wait past the drain for it
+        closer.join(timeout=max(1.0, self.delivery.time_left()))
+        if closer.is_alive():
+            log.warning("the consumer did not close before the drain deadline (broker gone?)")
+        if not self._abort.is_set():
+            self.sink.flush(self.delivery.time_left())
+
+    def _close_consumer(self) -> None:
         try:
             self.source.close()
         except Exception as exc:  # closing after a broker loss must not hide the real error
             log.warning("closing the consumer: %s", exc)
-        if not self._abort.is_set():
-            self.sink.flush(self.kafka.drain_timeout_s)
 
     def _update_lag(self) -> None:
         try:

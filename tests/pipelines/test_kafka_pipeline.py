@@ -7,6 +7,8 @@ event id / origin, never by counting end offsets (Tansu's high watermark is unre
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from concurrent.futures import Future
@@ -393,3 +395,43 @@ def test_a_pipeline_started_before_its_topic_exists_waits_and_then_scores(
     assert result["summary"].events_in == 500
     outcome, _ = wait_covered(kafka_broker, produced, late)
     assert len(outcome.scores) == 500
+
+
+# --------------------------------------------------------------------------- drain, broker gone
+def test_sigterm_with_the_broker_gone_ends_within_the_drain_timeout(
+    model_repository: Path, engine: InProcessEngine, tmp_path: Path
+) -> None:
+    """The broker dies mid-stream while batches wait for acknowledgement; a stop request then
+    ends the run within ``drain_timeout_s`` (+ 5 s), commits nothing unacknowledged and says how
+    many events a restart will read again (it once waited out the 300 s message timeout)."""
+    broker = KafkaBroker(tmp_path / "broker").start()
+    try:
+        topics = make_topics(broker, partitions=2)
+        produce(broker, topics.events, list(synthetic_values(150_000, seed=5)))
+        config = pipeline_config(
+            broker, topics, model_repository, batch_size=1024, drain_timeout_s=3.0,
+            max_inflight_batches=4,
+        )  # fmt: skip
+        pipeline = ScoringPipeline(Featurizer(load_spec(config.spec)), engine)
+        runner = KafkaScoringRunner(config, pipeline)
+        result: dict[str, Any] = {}
+        worker = threading.Thread(target=lambda: result.update(summary=runner.run()), daemon=True)
+        worker.start()
+        deadline = time.monotonic() + 60
+        while runner.summary.events_in < 4096:
+            assert time.monotonic() < deadline and worker.is_alive(), "the pipeline did not start"
+            time.sleep(0.05)
+        assert broker.pid is not None
+        os.kill(broker.pid, signal.SIGKILL)  # gone at once; the consumer still holds events
+        time.sleep(0.5)
+        asked = time.monotonic()
+        runner.request_stop()
+        worker.join(timeout=60)
+        took = time.monotonic() - asked
+    finally:
+        broker.stop()
+    assert not worker.is_alive(), "the run did not end"
+    assert took <= 3.0 + 5.0, f"took {took:.1f} s to stop"
+    summary = result["summary"]
+    assert summary.left_unscored > 0, summary  # batches produced but never acknowledged
+    assert "left for the next run" in summary.line()

@@ -34,6 +34,9 @@ from morpheus_ext.feature_spec import FeatureSpec, FieldSlot
 
 _SCALARS = (str, int, float, bool, np.integer, np.floating, np.bool_)
 _EPOCH_MS_CUTOFF = 1e11  # numeric timestamps above this are milliseconds, below are seconds
+TIME_RANGE_S = (0.0, 7258118400.0)
+"""Timestamps a security event may carry: 1970-01-01 up to (not including) 2200-01-01 UTC.
+Anything outside is a producer's bug (``99999999999999999999``), dead-lettered, not scored."""
 
 
 @dataclass(frozen=True)
@@ -145,6 +148,10 @@ class Featurizer:
                     _positions(backend, frame[col].isna()),
                     f"missing required field '{col}'",
                 )
+
+        for name in (self.spec.event_id, *self.spec.entity):
+            if name and name in frame.columns:
+                _check_identity(backend, frame[name], name, reasons)
 
         numeric: dict[str, Any] = {}
         codes: dict[str, Any] = {}
@@ -265,6 +272,13 @@ class Featurizer:
             reasons.setdefault(
                 p, f"field '{self.spec.timestamp}': cannot parse {_show(col.iloc[p])} as a time"
             )
+        lo, hi = TIME_RANGE_S
+        outside = given & ~bad & ((out < lo) | (out >= hi))
+        for p in _positions(backend, outside):
+            reasons.setdefault(
+                p,
+                f"field '{self.spec.timestamp}': {_show(col.iloc[p])} is outside 1970-2199",
+            )
         return out
 
     # ------------------------------------------------------------------ tensor
@@ -362,6 +376,27 @@ def _check_scalars(backend: Backend, col: Any, name: str, reasons: dict[int, str
         reasons.setdefault(int(p), f"field '{name}': expected a scalar, got {_show(col.iloc[p])}")
 
 
+def _check_identity(backend: Backend, col: Any, name: str, reasons: dict[int, str]) -> None:
+    """An event id or entity must be a string or a finite number (stringified canonically):
+    an object, a list or a boolean would become a Python repr as a Kafka key or an entity."""
+    if backend is not CPU:
+        return
+    if col.dtype.kind == "b":  # a whole column of booleans (a batch where every value is one)
+        for p in np.flatnonzero(col.notna().to_numpy()):
+            reasons.setdefault(
+                int(p), f"field '{name}': expected a string or number, got {_show(col.iloc[p])}"
+            )
+        return
+    if col.dtype != object:
+        return
+    for p, v in enumerate(col.to_numpy()):
+        if v is None or isinstance(v, str) or (_is_plain_scalar(v) and np.isfinite(v)):
+            continue
+        if isinstance(v, float | np.floating) and np.isnan(v):
+            continue  # missing: the required check names it
+        reasons.setdefault(p, f"field '{name}': expected a string or number, got {_show(v)}")
+
+
 def _positions(backend: Backend, mask: Any) -> Sequence[int]:
     arr = backend.to_numpy(mask.to_numpy() if hasattr(mask, "to_numpy") else mask)
     return [int(p) for p in np.flatnonzero(arr)]
@@ -374,5 +409,7 @@ def _add(reasons: dict[int, str], positions: Sequence[int] | range, reason: str)
 
 def _show(value: Any, limit: int = 40) -> str:
     """A short, safe rendering of an offending value for a reject reason (never the full event)."""
+    if isinstance(value, np.generic):
+        value = value.item()  # -5, not np.int64(-5)
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
