@@ -112,6 +112,11 @@ class PipelineMetrics:
             ["topic", "partition"],
             registry=registry,
         )
+        self.unassigned = Gauge(
+            "secureai_consumer_unassigned_seconds",
+            "Seconds this pipeline has had no partition assigned (0 while it owns some).",
+            registry=registry,
+        )
 
 
 _default: PipelineMetrics | None = None

@@ -75,6 +75,9 @@ class KafkaSettings(StrictModel):
     """At start: how long to wait for a broker to answer before giving up (one error line)."""
     drain_timeout_s: float = Field(default=30.0, gt=0)
     """SIGTERM: how long to wait for the broker to acknowledge what was produced."""
+    unassigned_warn_s: float = Field(default=60.0, gt=0)
+    """No partition assigned for this long: a warning (again every as long) and the
+    ``secureai_consumer_unassigned_seconds`` gauge say so (a spare replica, or a wedged group)."""
     common: dict[str, ClientValue] = Field(default_factory=dict)
     """librdkafka options for every client (SASL/SSL ...)."""
     consumer: dict[str, ClientValue] = Field(default_factory=dict)

@@ -94,6 +94,8 @@ class KafkaScoringRunner:
         self._stop = threading.Event()
         self._abort = threading.Event()
         self._next_lag = 0.0
+        self._unassigned_since: float | None = time.monotonic()
+        self._next_unassigned_warning = 0.0
         self.backlog = Backlog()
         self.transactional_id = None
         if k.exactly_once:
@@ -225,6 +227,26 @@ class KafkaScoringRunner:
         if now >= self._next_lag:
             self._next_lag = now + LAG_INTERVAL_S
             self._update_lag()
+            self._check_assignment(now)
+
+    def _check_assignment(self, now: float) -> None:
+        """Make a pipeline that owns no partition visible (gauge + a warning now and then)."""
+        if self.source.assignment():
+            self._unassigned_since = None
+            self.metrics.unassigned.set(0)
+            return
+        since = self._unassigned_since = self._unassigned_since or now
+        waited = now - since
+        self.metrics.unassigned.set(waited)
+        if waited >= self.kafka.unassigned_warn_s and now >= self._next_unassigned_warning:
+            self._next_unassigned_warning = now + self.kafka.unassigned_warn_s
+            log.warning(
+                "no partition assigned for %.0f s (group %s): a spare replica (more replicas "
+                "than partitions) or a wedged group; see docs/operations.md, Consumer group "
+                "wedged",
+                waited,
+                self.kafka.group_id,
+            )
 
     # ------------------------------------------------------------------ fingerprint durability
     def _process_fingerprinted(self, batch: ConsumedBatch) -> None:

@@ -199,6 +199,15 @@ INFERENCE = [
                 [("sum by (topic) (secureai_consumer_lag_events)", "{{topic}}")],
                 description="Events behind the head of each input topic.",
             ),
+            Panel(
+                "Seconds without an assigned partition",
+                [("max by (instance) (secureai_consumer_unassigned_seconds)", "{{instance}}")],
+                unit="s",
+                description="0 while the process owns partitions. Growing: a spare replica "
+                "(more replicas than partitions) or a wedged consumer group "
+                "(docs/operations.md, Consumer group wedged).",
+                extra={"thresholds": [("green", None), ("orange", 60), ("red", 300)]},
+            ),
         ],
     ),
     Row(

@@ -435,3 +435,35 @@ def test_sigterm_with_the_broker_gone_ends_within_the_drain_timeout(
     summary = result["summary"]
     assert summary.left_unscored > 0, summary  # batches produced but never acknowledged
     assert "left for the next run" in summary.line()
+
+
+# --------------------------------------------------------------------------- no assignment
+def test_a_replica_without_partitions_says_so(
+    kafka_broker: KafkaBroker,
+    model_repository: Path,
+    engine: InProcessEngine,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Two replicas, one partition: the one the group leaves without a partition logs it
+    (group named, what to check) once `unassigned_warn_s` has passed, instead of idling
+    silently (the wedged group of issue #18 looked exactly like this)."""
+    topics = make_topics(kafka_broker, partitions=1)
+    config = pipeline_config(kafka_broker, topics, model_repository, unassigned_warn_s=1.0)
+    runners = [
+        KafkaScoringRunner(config, ScoringPipeline(Featurizer(load_spec(config.spec)), engine))
+        for _ in range(2)
+    ]
+    threads = [threading.Thread(target=r.run, daemon=True) for r in runners]
+    with caplog.at_level("WARNING", logger="pipelines.kafka.runner"):
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 60
+        while not any("no partition assigned" in r.getMessage() for r in caplog.records):
+            assert time.monotonic() < deadline, "no replica reported its missing assignment"
+            time.sleep(0.5)
+        for r in runners:
+            r.request_stop()
+        for t in threads:
+            t.join(timeout=60)
+    warned = [r.getMessage() for r in caplog.records if "no partition assigned" in r.getMessage()]
+    assert topics.group in warned[0] and "docs/operations.md" in warned[0]
