@@ -14,8 +14,13 @@ from modelling.config import CentralizedConfig
 from morpheus_ext.feature_spec import SPECS_DIR, SpecError, load_spec
 from morpheus_ext.io import LabelError, read_frame
 
-NSL = Path(__file__).resolve().parents[3] / "shared" / "data" / "nsl-kdd"
+from ..conftest import SHARED_DATA
+
+NSL = SHARED_DATA / "nsl-kdd"
 SPEC = load_spec("nsl_kdd")
+needs_nsl = pytest.mark.skipif(
+    not NSL.is_dir(), reason="needs ../shared/data/nsl-kdd (the shared data folder)"
+)
 
 
 @pytest.fixture()
@@ -27,6 +32,7 @@ def header_csv(tmp_path: Path) -> Path:
     return path
 
 
+@needs_nsl
 def test_a_header_row_is_not_read_as_data(header_csv: Path) -> None:
     frame = read_frame(header_csv, SPEC)  # the spec lists `columns` and uses "*"
     assert len(frame) == 500 and frame["duration"].dtype.kind in "iuf", frame.dtypes["duration"]
@@ -57,6 +63,7 @@ def _spec_with_label(tmp_path: Path, column: str, normal: list[str]) -> str:
     return str(path)
 
 
+@needs_nsl
 def test_wrong_or_constant_labels_fail_before_training(
     header_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -84,6 +91,7 @@ def test_wrong_or_constant_labels_fail_before_training(
     assert not (tmp_path / "runs").exists()  # nothing left behind
 
 
+@needs_nsl
 def test_a_run_that_fails_after_it_started_says_so_in_its_directory(
     header_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -130,6 +138,7 @@ SHIPPED_NSL_KDD_AUROC = 0.9711
 
 
 @pytest.mark.slow
+@needs_nsl
 def test_a_public_csv_goes_from_draft_to_evaluation_without_a_hand_written_spec(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -170,6 +179,7 @@ def test_a_public_csv_goes_from_draft_to_evaluation_without_a_hand_written_spec(
     assert "AUROC" in capsys.readouterr().out
 
 
+@needs_nsl
 def test_input_paths_in_a_config_are_read_beside_it(
     header_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
