@@ -22,7 +22,7 @@ from modelling.checkpoint import CHECKPOINT_DIR, save_checkpoint
 from modelling.config import CentralizedConfig, DataSource
 from modelling.export import export_version
 from modelling.models import ScoredAutoencoder, build_autoencoder
-from modelling.progress import EpochProgress
+from modelling.progress import EpochProgress, Steps
 from modelling.rundir import environment, new_run_dir, write_json
 from modelling.training import EpochRecord, fit_autoencoder, seed_everything
 from morpheus_ext.config_io import dump_config
@@ -190,9 +190,12 @@ def _train(
     history = fit_autoencoder(model, x_train, x_val, config.train, reporter)
     if reporter is not None:
         reporter.done(len(history))
-    calib = calibrate(model, x_val, spec.layout, config.calibration.target_fpr)
+    steps = Steps("train", enabled=progress)
+    with steps(f"calibrated the threshold on {len(va):,} validation rows"):
+        calib = calibrate(model, x_val, spec.layout, config.calibration.target_fpr)
 
-    exported = export_version(model, normalizer, spec, calib, version, run_dir / "export")
+    with steps(f"exported version {version} to ONNX"):
+        exported = export_version(model, normalizer, spec, calib, version, run_dir / "export")
     enc, ae, scored, meta = (
         exported.encoder,
         exported.autoencoder,
@@ -223,18 +226,22 @@ def _train(
         "metrics": {k: metrics[k] for k in ("best_val_loss", "threshold")},
         "dp": None,
     }
-    repository = write_repository(run_dir / MODEL_REPOSITORY, spec, enc, ae, version, manifest)
-    save_checkpoint(
-        run_dir / CHECKPOINT_DIR,
-        model,
-        config.model,
-        normalizer,
-        config.data.spec,
-        spec.spec_hash,
-        {"run_id": run_dir.name, "kind": "centralized"},
-    )
+    with steps(f"wrote the model repository and checkpoint under {run_dir}"):
+        repository = write_repository(run_dir / MODEL_REPOSITORY, spec, enc, ae, version, manifest)
+        save_checkpoint(
+            run_dir / CHECKPOINT_DIR,
+            model,
+            config.model,
+            normalizer,
+            config.data.spec,
+            spec.spec_hash,
+            {"run_id": run_dir.name, "kind": "centralized"},
+        )
     sample = tensor[fit_rows[va][:2048]]
-    metrics["onnx_parity_max_abs_diff"] = onnx_parity(repository, spec, scored, normalizer, sample)
+    with steps("checked ONNX Runtime against PyTorch"):
+        metrics["onnx_parity_max_abs_diff"] = onnx_parity(
+            repository, spec, scored, normalizer, sample
+        )
 
     write_json(
         run_dir / "run.json",

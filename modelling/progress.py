@@ -1,5 +1,7 @@
-"""Progress of training, one line per epoch: the loss, the validation loss, the time per epoch
-and how long at most is left (early stopping may end it sooner).
+"""Progress of long work: one line per training epoch (the loss, the validation loss, the time
+per epoch and how long at most is left; early stopping may end it sooner), and one line per
+finished step after it (calibration, export, the ONNX parity check, evaluation), so a command
+that runs for minutes never sits silent.
 
 On a terminal the line is rewritten in place; in a log (CI, a pipe) each epoch is its own line.
 Written to stderr, so a command's own output on stdout stays clean.
@@ -12,13 +14,20 @@ Written to stderr, so a command's own output on stdout stays clean.
 >>> print(out.getvalue().strip())
 train: epoch 1/10  loss 0.01230  val 0.01500  (2.0 s/epoch, <= 18 s left)
 train: epoch 2/10  loss 0.01010  val 0.01400 *best  (2.2 s/epoch, <= 18 s left)
+>>> out = io.StringIO()
+>>> steps = Steps("train", stream=out, clock=iter([0.0, 0.4]).__next__)
+>>> with steps("calibrated the threshold"):
+...     pass
+>>> print(out.getvalue().strip())
+train: calibrated the threshold (0.4 s)
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TextIO
 
 from modelling.training import EpochRecord
@@ -70,6 +79,31 @@ class EpochProgress:
             f"{' (early stop)' if epochs < self.total else ''}\n"
         )
         self.stream.flush()
+
+
+class Steps:
+    """``with steps("exported ONNX"): ...`` writes ``label: exported ONNX (1.2 s)`` once the step
+    has finished (to stderr; nothing when ``enabled`` is false, e.g. ``--no-progress``)."""
+
+    def __init__(
+        self,
+        label: str,
+        enabled: bool = True,
+        stream: TextIO | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.label, self.enabled, self.clock = label, enabled, clock
+        self.stream = stream or sys.stderr
+
+    @contextlib.contextmanager
+    def __call__(self, what: str) -> Iterator[None]:
+        started = self.clock()
+        yield
+        if self.enabled:
+            elapsed = self.clock() - started
+            shown = f"{elapsed:.1f} s" if elapsed < 90 else _duration(elapsed)
+            self.stream.write(f"{self.label}: {what} ({shown})\n")
+            self.stream.flush()
 
 
 def _duration(seconds: float) -> str:

@@ -132,8 +132,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         featurizer = Featurizer(result.spec)
         engine = InProcessEngine(result.repository, result.spec.spec_hash)
+        from modelling.progress import Steps
+
         frame, _ = load_source(config.data.test, result.spec)
-        scored = score_frame(engine, featurizer, frame)
+        with Steps("evaluate", enabled=not args.no_progress)(f"scored {len(frame):,} test rows"):
+            scored = score_frame(engine, featurizer, frame)
         m = evaluate(
             scored,
             result.run_dir / "evaluation",
@@ -142,6 +145,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             config.evaluation.baselines,
             config.seed,
             extra={"run_dir": str(result.run_dir)},
+            progress=not args.no_progress,
         )
         _print_metrics(m)
     if args.publish:
@@ -248,7 +252,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                 else fitted.normalized[fitted.labels == 0]
             )
         out = Path(args.out or "runs/evaluation")
-    scored = score_frame(engine, featurizer, frame)
+    from modelling.progress import Steps
+
+    with Steps("evaluate", enabled=not args.no_progress)(f"scored {len(frame):,} rows"):
+        scored = score_frame(engine, featurizer, frame)
     m = evaluate(
         scored,
         out,
@@ -257,6 +264,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         baselines=not args.no_baselines,
         seed=seed,
         extra={"model_repository": str(repository)},
+        progress=not args.no_progress,
     )
     _print_metrics(m)
     return 0
@@ -406,6 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--train-data", help="with --data: fit baselines on this file")
     e.add_argument("--out", help="output directory")
     e.add_argument("--no-baselines", action="store_true")
+    e.add_argument("--no-progress", action="store_true", help="no per-step lines on stderr")
     e.set_defaults(func=cmd_evaluate)
 
     s = sub.add_parser(

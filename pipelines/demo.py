@@ -110,6 +110,7 @@ def run_demo(config: DemoConfig, progress: bool = True) -> DemoResult:
             "feature_spec": f"{spec.name}:{spec.version} ({spec.spec_hash})",
             "stream": stats.as_dict(),
         },
+        progress=progress,
     )
     metrics["events_per_s"] = stats.events_per_s  # end-to-end: decode+featurize+infer+records
     if baselines is not None and labels is not None:

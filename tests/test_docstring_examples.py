@@ -41,6 +41,7 @@ ALSO = [
     "federated.triggers",
     "modelling.evaluation.canaries",
     "modelling.numerics",
+    "modelling.progress",
     "modelling.evaluation.equivalence",
     "morpheus_ext.errors",
     "morpheus_ext.model_repository",

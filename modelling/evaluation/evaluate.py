@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from modelling.evaluation import compute_metrics, run_baselines, write_report
+from modelling.progress import Steps
 from modelling.rundir import write_json
 from morpheus_ext.stages.inference.inprocess import InProcessEngine
 from morpheus_ext.stages.preprocess.featurizer import Featurizer
@@ -76,8 +77,12 @@ def evaluate(
     baselines: bool = True,
     seed: int = 0,
     extra: dict[str, Any] | None = None,
+    progress: bool = False,
 ) -> dict[str, Any]:
-    """Metrics (+ baselines on the same split) -> ``metrics.json`` and ``report.html``."""
+    """Metrics (+ baselines on the same split) -> ``metrics.json`` and ``report.html``.
+
+    With ``progress``, a line per finished step on stderr (the baselines can take a minute).
+    """
     if scored.labels is None:
         raise ValueError("evaluation needs a label column (see the spec's `label`)")
     threshold = float(scored.outputs["THRESHOLD"].reshape(-1)[0])
@@ -86,20 +91,23 @@ def evaluate(
     metrics["rejected_rows"] = scored.rejected
     metrics["model_version"] = int(scored.outputs["MODEL_VERSION"].reshape(-1)[0])
     results = []
+    steps = Steps("evaluate", enabled=progress)
     if baselines and train_normalized is not None:
-        results = run_baselines(train_normalized, scored.normalized, scored.labels, seed=seed)
+        with steps(f"fitted and scored the baselines ({len(train_normalized):,} training rows)"):
+            results = run_baselines(train_normalized, scored.normalized, scored.labels, seed=seed)
         metrics["baselines"] = [r.to_dict() for r in results]
     out_dir.mkdir(parents=True, exist_ok=True)
-    report = write_report(
-        out_dir,
-        title,
-        scored.labels,
-        scored.scores,
-        metrics,
-        kinds=scored.kinds,
-        baselines=results,
-        extra=extra,
-    )
+    with steps(f"wrote the report to {out_dir}"):
+        report = write_report(
+            out_dir,
+            title,
+            scored.labels,
+            scored.scores,
+            metrics,
+            kinds=scored.kinds,
+            baselines=results,
+            extra=extra,
+        )
     metrics["report"] = str(report)
     write_json(out_dir / "metrics.json", metrics)
     return metrics

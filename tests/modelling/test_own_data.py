@@ -204,3 +204,34 @@ def test_input_paths_in_a_config_are_read_beside_it(
     assert config.data.spec == str(project / "kdd.yml")
     args.set = ["train.epochs=3", "model.hidden=[64,16]"]
     assert train_config(args).train.epochs == 3 and train_config(args).model.hidden == [64, 16]
+
+
+@needs_nsl
+def test_every_long_step_of_train_and_evaluate_says_when_it_finished(
+    header_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Epochs, calibration, export, the parity check, scoring, baselines and the report each
+    print a line on stderr (not a TTY here: one line each); `--no-progress` prints none."""
+    from pipelines.cli import main
+
+    spec = _spec_with_label(tmp_path, "label", ["normal"])
+    args = ["train", "--data", str(header_csv), "--spec", spec, "--test", str(header_csv),
+            "--set", "train.epochs=2", "--set", "train.patience=2",
+            "--set", f"runs_dir={tmp_path / 'runs'}"]  # fmt: skip
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    for line in (
+        "train: epoch 1/2",
+        "train: epoch 2/2",
+        "train: 2 epochs in",
+        "train: calibrated the threshold",
+        "train: exported version 1 to ONNX",
+        "train: checked ONNX Runtime against PyTorch",
+        "evaluate: scored 500 test rows",
+        "evaluate: fitted and scored the baselines",
+        "evaluate: wrote the report",
+    ):
+        assert line in err, f"{line!r} missing from:\n{err}"
+    assert main([*args, "--no-progress"]) == 0
+    quiet = capsys.readouterr().err
+    assert "train:" not in quiet and "evaluate:" not in quiet, quiet
