@@ -24,6 +24,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
@@ -270,6 +271,7 @@ def run_batches(
         disable=not progress,
         desc="scoring",
         dynamic_ncols=True,
+        mininterval=0.1 if sys.stderr.isatty() else 10.0,  # a log (CI) gets a line per 10 s
     ) as bar:
 
         def emit(prepared: Prepared, future: Future[dict[str, np.ndarray]] | None) -> None:

@@ -33,6 +33,7 @@ from morpheus_ext.stages.input.kafka_source import ensure_topics
 from morpheus_ext.stages.input.sources import frame_source
 from pipelines.kafka.config import PipelineConfig
 from scripts.kafka.broker import BrokerNotInstalled, KafkaBroker
+from scripts.kafka.txn_audit import read_partition
 from synthetic import SyntheticConfig, generate
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -272,21 +273,41 @@ class Outcome:
 
 
 def match_outputs(produced: Produced, topics: Topics, messages: list[Message]) -> Outcome:
+    scores: dict[int, list[dict[str, Any]]] = {}
+    dead: dict[int, list[dict[str, Any]]] = {}
+    index = message_indexer(produced, topics)
+    for m in messages:
+        (scores if m.topic == topics.scores else dead).setdefault(index(m), []).append(m.json())
+    return Outcome(scores, dead)
+
+
+def message_indexer(produced: Produced, topics: Topics) -> Callable[[Message], int]:
+    """Which produced event an output is for: score records by event id (their key), dead
+    letters by the origin (partition, offset) they carry."""
     ids: dict[str, int] = {}
     for i, v in enumerate(produced.values):
         with contextlib.suppress(Exception):
             ids.setdefault(event_id_of(v), i)
-    scores: dict[int, list[dict[str, Any]]] = {}
-    dead: dict[int, list[dict[str, Any]]] = {}
-    for m in messages:
+
+    def index(m: Message) -> int:
         doc = m.json()
         if m.topic == topics.scores:
             assert m.key == str(doc["event_id"]).encode(), "score records are keyed by event id"
-            scores.setdefault(ids[str(doc["event_id"])], []).append(doc)
-        else:
-            assert doc["source"] == produced.topic
-            dead.setdefault(produced.index_of(doc["partition"], doc["offset"]), []).append(doc)
-    return Outcome(scores, dead)
+            return ids[str(doc["event_id"])]
+        assert doc["source"] == produced.topic
+        return produced.index_of(doc["partition"], doc["offset"])
+
+    return index
+
+
+def transaction_fates(broker: KafkaBroker, messages: list[Message]) -> list[str]:
+    """Each message's transaction outcome read off the broker's log (``committed``, ``aborted``,
+    ``open`` or ``plain``; scripts/kafka/txn_audit.py), not what the client library shows."""
+    fates = {
+        tp: read_partition(broker.bootstrap, *tp).fates()
+        for tp in {(m.topic, m.partition) for m in messages}
+    }
+    return [fates[(m.topic, m.partition)].get(m.offset, "unknown") for m in messages]
 
 
 def wait_covered(

@@ -67,7 +67,9 @@ class KafkaSettings(StrictModel):
     exactly_once: bool = False
     """Kafka transactions around consume-transform-produce (see docs/kafka.md)."""
     transactional_id: str | None = None
-    """Exactly-once: stable per replica (fences a crashed predecessor); default group-host-pid."""
+    """Exactly-once: stable per replica, unique among replicas (a restart fences its crashed
+    predecessor); default ``<group_id>-<hostname>`` (the pod name on Kubernetes). Two replicas on
+    one host need their own."""
     transaction_timeout_s: float = Field(default=30.0, gt=0)
     dead_letter_max_bytes: int = Field(default=960_000, ge=4096)
     """A larger dead letter keeps a prefix of the original plus its size and sha256."""

@@ -18,7 +18,7 @@ import threading
 import time
 from collections import deque
 
-from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from morpheus_ext.pipeline import BatchResult
 from morpheus_ext.prometheus_metrics import PipelineMetrics
@@ -214,6 +214,12 @@ class ExactlyOnce(DeliveryMode):
                 self._commit_transaction()
             except KafkaException as exc:
                 err = exc.args[0]
+                if err.code() in (KafkaError._FENCED, KafkaError.PRODUCER_FENCED):
+                    raise KafkaPipelineError(
+                        "another process took over this replica's transactional.id (fenced); "
+                        "nothing of the batch committed: give each replica its own "
+                        "kafka.transactional_id (default <group_id>-<hostname>)"
+                    ) from exc
                 if not err.txn_requires_abort():
                     raise KafkaPipelineError(
                         f"Kafka transaction failed ({err.str()}); nothing of the batch committed"

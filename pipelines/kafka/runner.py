@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import os
 import signal
 import socket
 import threading
@@ -99,9 +98,11 @@ class KafkaScoringRunner:
         self.backlog = Backlog()
         self.transactional_id = None
         if k.exactly_once:
-            self.transactional_id = (
-                k.transactional_id or f"{k.group_id}-{socket.gethostname()}-{os.getpid()}"
-            )
+            # Stable across restarts of this replica (not the pid): the restart's
+            # init_transactions then fences the crashed process and aborts its open
+            # transaction, which would otherwise hold back read_committed readers of those
+            # partitions until the broker times it out (on Tansu 0.6: never; docs/kafka.md).
+            self.transactional_id = k.transactional_id or f"{k.group_id}-{socket.gethostname()}"
         producer_options = k.producer_options()
         if k.exactly_once:
             producer_options.setdefault(
