@@ -33,6 +33,7 @@ from morpheus_ext.stages.input.kafka_source import ensure_topics
 from morpheus_ext.stages.input.sources import frame_source
 from pipelines.kafka.config import PipelineConfig
 from scripts.kafka.broker import BrokerNotInstalled, KafkaBroker
+from scripts.kafka.s3 import S3NotInstalled, S3Server
 from synthetic import SyntheticConfig, generate
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -58,6 +59,42 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBrok
         yield broker
     finally:
         broker.stop()
+
+
+@dataclass
+class DurableKafka:
+    """A Tansu broker whose storage is a SeaweedFS S3 server: both can be restarted."""
+
+    broker: KafkaBroker
+    s3: S3Server
+
+
+@pytest.fixture(scope="session")
+def durable_kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DurableKafka]:
+    """A Tansu broker on ``s3://`` storage (SeaweedFS, data under the session's tmp dir).
+
+    Separate from ``kafka_broker`` (memory://, milliseconds, the default for speed): only
+    restart tests need storage that outlives the broker. A missing SeaweedFS or broker FAILS
+    (``make kafka`` installs both): a skipped durability test would hide a broken set-up.
+    Tests that stop either process must leave it running again (``restart``).
+    """
+    root = tmp_path_factory.mktemp("durable-kafka")
+    s3 = S3Server(root / "s3")
+    try:
+        s3.start()
+    except S3NotInstalled as exc:
+        pytest.fail(str(exc))
+    broker = KafkaBroker(root / "broker", **s3.broker_options())
+    try:
+        broker.start()
+    except BrokerNotInstalled as exc:
+        s3.stop()
+        pytest.fail(str(exc))
+    try:
+        yield DurableKafka(broker, s3)
+    finally:
+        broker.stop()
+        s3.stop()
 
 
 @pytest.fixture(scope="session")

@@ -98,9 +98,13 @@ def _recv_exactly(s: socket.socket, n: int) -> bytes:
 
 
 class KafkaBroker:
-    """One Tansu broker process on 127.0.0.1 with in-memory storage.
+    """One Tansu broker process on 127.0.0.1, in-memory storage unless told otherwise.
 
     ``workdir`` receives the broker log (``tansu.log``). ``port`` 0 (default) picks a free port.
+    ``storage`` is Tansu's ``--storage-engine``: ``memory://tansu/`` (fast, gone with the
+    process) or ``s3://BUCKET/`` with ``env`` naming the S3 server (``S3Server.broker_options()``
+    in ``scripts/kafka/s3.py`` gives both): then topics, records and committed offsets outlive
+    the process, and :meth:`restart` brings the broker back on the same port with them.
     """
 
     def __init__(
@@ -110,12 +114,14 @@ class KafkaBroker:
         binary: str | Path | None = None,
         storage: str = "memory://tansu/",
         ready_timeout_s: float = 15.0,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.workdir = Path(workdir)
         self.requested_port = port
         self.binary = Path(binary) if binary else tansu_binary()
         self.storage = storage
         self.ready_timeout_s = ready_timeout_s
+        self.env = dict(env or {})
         self.port = 0
         self.log_path = self.workdir / "tansu.log"
         self._proc: subprocess.Popen[bytes] | None = None
@@ -135,6 +141,11 @@ class KafkaBroker:
     def is_alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
+    @property
+    def durable(self) -> bool:
+        """Whether what the broker stores survives its process (everything but memory://)."""
+        return not self.storage.startswith("memory:")
+
     def start(self) -> KafkaBroker:
         if not (self.binary.is_file() and os.access(self.binary, os.X_OK)):
             raise BrokerNotInstalled(
@@ -142,10 +153,12 @@ class KafkaBroker:
             )
         self.workdir.mkdir(parents=True, exist_ok=True)
         atexit.register(self.stop)  # never leave a broker behind a crashed test run
-        attempts = 1 if self.requested_port else 3
+        # After a stop, a restart keeps the port: clients reconnect to the same address.
+        fixed = self.requested_port or self.port
+        attempts = 1 if fixed else 3
         last = ""
         for _ in range(attempts):
-            self.port = self.requested_port or free_port()
+            self.port = fixed or free_port()
             self._launch()
             try:
                 self._wait_ready()
@@ -158,7 +171,7 @@ class KafkaBroker:
     def _launch(self) -> None:
         url = f"tcp://{HOST}:{self.port}"
         self._log = self.log_path.open("ab")
-        env = dict(os.environ)
+        env = {**os.environ, **self.env}
         env.setdefault("RUST_LOG", "warn")
         self._proc = subprocess.Popen(
             [
@@ -202,12 +215,15 @@ class KafkaBroker:
             return "(no log)"
         return " | ".join(text[-lines:]) or "(empty log)"
 
-    def stop(self, timeout_s: float = 5.0) -> None:
-        """SIGTERM, then SIGKILL; safe to call twice."""
+    def stop(self, timeout_s: float = 5.0, sig: int = signal.SIGTERM) -> None:
+        """``sig`` (SIGTERM; SIGKILL for a crash), then SIGKILL after ``timeout_s``; safe twice.
+
+        The port is kept: a later :meth:`start` listens on the same address.
+        """
         proc, self._proc = self._proc, None
         if proc is not None and proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGTERM)
+                proc.send_signal(sig)
             try:
                 proc.wait(timeout_s)
             except subprocess.TimeoutExpired:
@@ -218,6 +234,16 @@ class KafkaBroker:
             self._log.close()
             self._log = None
         atexit.unregister(self.stop)
+
+    def restart(self, down_s: float = 0.0, sig: int = signal.SIGTERM) -> KafkaBroker:
+        """Stop (``sig``), stay down ``down_s`` seconds, start again on the same port.
+
+        With durable storage the broker comes back with its topics, records and committed
+        offsets; with ``memory://`` it comes back empty.
+        """
+        self.stop(sig=sig)
+        time.sleep(down_s)
+        return self.start()
 
     def __enter__(self) -> KafkaBroker:
         return self.start()
