@@ -61,12 +61,23 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBrok
         broker.stop()
 
 
+DURABLE_FETCH_WAIT_MS = 50
+"""``fetch.wait.max.ms`` for consumers of the s3:// broker. Tansu on S3 answers a fetch with
+nothing (no error) when its S3 reads take longer than the wait, so a wait below the S3 request
+latency starves the consumer silently; local SeaweedFS answers in ~1 ms, 50 ms leaves a margin
+(docs/kafka.md "Storage"). The memory:// default (5 ms, for latency) stays for other tests."""
+
+
 @dataclass
 class DurableKafka:
     """A Tansu broker whose storage is a SeaweedFS S3 server: both can be restarted."""
 
     broker: KafkaBroker
     s3: S3Server
+    consumer: dict[str, Any] = field(
+        default_factory=lambda: {"fetch.wait.max.ms": DURABLE_FETCH_WAIT_MS}
+    )
+    """librdkafka consumer options that work on this storage (``kafka.consumer``)."""
 
 
 @pytest.fixture(scope="session")

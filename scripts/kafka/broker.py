@@ -26,7 +26,7 @@ import subprocess
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import IO
+from typing import IO, Any
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
@@ -156,8 +156,11 @@ class KafkaBroker:
         # After a stop, a restart keeps the port: clients reconnect to the same address.
         fixed = self.requested_port or self.port
         attempts = 1 if fixed else 3
+        # A fixed port may still be held for a moment (a client of the old process, another
+        # start-up): Tansu panics with AddrInUse, so try again until the readiness timeout.
+        deadline = time.monotonic() + self.ready_timeout_s
         last = ""
-        for _ in range(attempts):
+        while True:
             self.port = fixed or free_port()
             self._launch()
             try:
@@ -166,7 +169,11 @@ class KafkaBroker:
             except BrokerStartError as exc:
                 last = str(exc)
                 self.stop()
-        raise BrokerStartError(last)
+            attempts -= 1
+            in_use = "AddrInUse" in last or "Address in use" in last
+            if not (attempts > 0 or (fixed and in_use and time.monotonic() < deadline)):
+                raise BrokerStartError(last)
+            time.sleep(0.5 if fixed else 0)
 
     def _launch(self) -> None:
         url = f"tcp://{HOST}:{self.port}"
@@ -257,19 +264,56 @@ class KafkaBroker:
         self.stop()
 
 
-def main() -> int:
-    """``python scripts/kafka/broker.py [PORT]``: run a broker in the foreground until Ctrl-C."""
+def main(argv: list[str] | None = None) -> int:
+    """``python scripts/kafka/broker.py [PORT] [--storage memory|s3] [--data DIR]``: run a
+    broker in the foreground until Ctrl-C (SIGTERM too).
+
+    ``--storage s3`` also starts a SeaweedFS S3 server (``scripts/kafka/s3.py``) with its data
+    in ``--data`` (default ``.kafka/s3-data``): topics, records and committed offsets survive a
+    restart of this command. The S3 secret is kept in ``DIR/.s3-secret`` (mode 600) so the
+    same data directory is readable by the next run.
+    """
+    import argparse
     import sys
     import tempfile
 
-    port = int(sys.argv[1]) if len(sys.argv) > 1 else 9092
+    ap = argparse.ArgumentParser(prog="broker.py", description="a local Tansu broker")
+    ap.add_argument("port", nargs="?", type=int, default=9092)
+    ap.add_argument("--storage", choices=["memory", "s3"], default="memory")
+    ap.add_argument("--data", type=Path, default=REPO_ROOT / ".kafka" / "s3-data")
+    args = ap.parse_args(argv)
 
     def on_term(_signum: int, _frame: object) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
-    with tempfile.TemporaryDirectory() as tmp, KafkaBroker(tmp, port=port) as broker:
-        print(f"tansu on {broker.bootstrap} (in-memory storage; Ctrl-C stops it)", flush=True)
+    with contextlib.ExitStack() as stack:
+        options: dict[str, Any] = {}
+        what = "in-memory storage: gone when it stops"
+        if args.storage == "s3":
+            sys.path.insert(0, str(REPO_ROOT))
+            from scripts.kafka.s3 import S3Server
+
+            data: Path = args.data.resolve()
+            data.mkdir(parents=True, exist_ok=True)
+            secret_file = data / ".s3-secret"
+            if not secret_file.exists():
+                import secrets
+
+                secret_file.touch(mode=0o600)
+                secret_file.write_text(secrets.token_hex(20))
+            s3 = S3Server(
+                data, secret_key=secret_file.read_text().strip(), avoid_ports=(args.port,)
+            )
+            stack.enter_context(s3)
+            options = s3.broker_options()
+            what = (
+                f"s3:// storage on SeaweedFS {s3.endpoint}, data in {data}: survives restarts; "
+                "consumers: fetch.wait.max.ms above the S3 request latency (docs/kafka.md)"
+            )
+        tmp = stack.enter_context(tempfile.TemporaryDirectory())
+        broker = stack.enter_context(KafkaBroker(tmp, port=args.port, **options))
+        print(f"tansu on {broker.bootstrap} ({what}; Ctrl-C stops it)", flush=True)
         try:
             while broker.is_alive():
                 time.sleep(0.5)

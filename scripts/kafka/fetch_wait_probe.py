@@ -8,6 +8,10 @@ caught-up consumer (p50 / max, ms). It uses the pipeline's own consumer defaults
 (``CONSUMER_DEFAULTS``) with only the wait changed::
 
     python scripts/kafka/fetch_wait_probe.py --waits 5,20,50,100,200 --events 20000
+    python scripts/kafka/fetch_wait_probe.py --storage s3 --s3-delay-ms 20 --waits 5,20,30,50
+
+``--s3-delay-ms`` puts a proxy between Tansu and SeaweedFS that delays every request, like a
+remote S3 (a local SeaweedFS answers in about a millisecond).
 
 Needs ``scripts/kafka/install.sh`` and ``scripts/kafka/install_s3.sh`` (``make kafka``).
 """
@@ -15,9 +19,11 @@ Needs ``scripts/kafka/install.sh`` and ``scripts/kafka/install_s3.sh`` (``make k
 from __future__ import annotations
 
 import argparse
+import asyncio
 import statistics
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -104,12 +110,44 @@ def probe(
     return out
 
 
+def delaying_proxy(upstream_port: int, delay_s: float) -> int:
+    """A TCP proxy on 127.0.0.1 (daemon thread) that holds each request chunk ``delay_s``
+    before passing it on (answers pass at once); returns its port."""
+    ready: list[int] = []
+
+    async def pipe(r: asyncio.StreamReader, w: asyncio.StreamWriter, delay: float) -> None:
+        try:
+            while data := await r.read(65536):
+                await asyncio.sleep(delay)
+                w.write(data)
+                await w.drain()
+        except OSError:
+            pass
+        finally:
+            w.close()
+
+    async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        ur, uw = await asyncio.open_connection("127.0.0.1", upstream_port)
+        await asyncio.gather(pipe(r, uw, delay_s), pipe(ur, w, 0.0))
+
+    async def serve() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        ready.append(int(server.sockets[0].getsockname()[1]))
+        await server.serve_forever()
+
+    threading.Thread(target=asyncio.run, args=(serve(),), daemon=True).start()
+    while not ready:
+        time.sleep(0.01)
+    return ready[0]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--waits", default="5,20,50,100,200")
     ap.add_argument("--events", type=int, default=20_000)
     ap.add_argument("--storage", default="memory,s3")
     ap.add_argument("--guard-s", type=float, default=30.0, help="give up reading after this")
+    ap.add_argument("--s3-delay-ms", type=float, default=0.0, help="delay each S3 request")
     ap.add_argument(
         "--restart-s", type=float, default=0.0, help="then restart a durable broker (down s)"
     )
@@ -119,8 +157,12 @@ def main() -> int:
         for storage in args.storage.split(","):
             s3 = S3Server(Path(tmp) / "s3") if storage == "s3" else None
             options = s3.start().broker_options() if s3 else {}
+            if s3 and args.s3_delay_ms:
+                proxy = delaying_proxy(s3.port, args.s3_delay_ms / 1000)
+                options["env"]["AWS_ENDPOINT"] = f"http://127.0.0.1:{proxy}"
+                storage = f"s3+{args.s3_delay_ms:g}ms"
             try:
-                with KafkaBroker(Path(tmp) / storage, **options) as broker:
+                with KafkaBroker(Path(tmp) / storage.split("+")[0], **options) as broker:
                     for wait in waits:
                         print(
                             storage,

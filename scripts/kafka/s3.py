@@ -155,13 +155,19 @@ class S3Server:
         bucket: str = "tansu",
         binary: str | Path | None = None,
         ready_timeout_s: float = 60.0,
+        secret_key: str | None = None,
+        avoid_ports: tuple[int, ...] = (),
     ) -> None:
         self.data_dir = Path(data_dir)
         self.bucket = bucket
         self.binary = Path(binary) if binary else weed_binary()
         self.ready_timeout_s = ready_timeout_s
         self.access_key = "secureai-test"
-        self.secret_key = secrets.token_hex(20)  # per server; never printed
+        # Random per server unless given (a data dir reused across runs keeps its identity);
+        # never printed or logged.
+        self.secret_key = secret_key or secrets.token_hex(20)
+        self.avoid_ports = avoid_ports
+        """Ports not to take (e.g. a fixed broker port the server starts before)."""
         self.ports: dict[str, int] = {}
         self.log_path = self.data_dir / "weed.log"
         self._proc: subprocess.Popen[bytes] | None = None
@@ -218,7 +224,7 @@ class S3Server:
         last = ""
         for _ in range(attempts):
             if not keep:
-                self.ports = _free_ports(len(PORT_FLAGS), PORT_FLAGS)
+                self.ports = _free_ports(PORT_FLAGS, frozenset(self.avoid_ports))
             self._launch()
             try:
                 self._wait_ready()
@@ -335,15 +341,38 @@ class S3Server:
         self.stop()
 
 
-def _free_ports(n: int, names: tuple[str, ...]) -> dict[str, int]:
-    """``n`` distinct free ports (the OS hands out different ones while all are held)."""
-    held = []
+def _free_ports(names: tuple[str, ...], avoid: frozenset[int] = frozenset()) -> dict[str, int]:
+    """Distinct free ports for ``names`` (the OS hands out different ones while all are held),
+    none in ``avoid``. ``admin.port`` gets one whose +10000 is free too and becomes
+    ``admin.port.grpc``: weed mini's built-in worker dials the admin at port + 10000 whatever
+    ``-admin.port.grpc`` says (measured: "address 67925: invalid port" every 5 s otherwise).
+    """
+    held: list[socket.socket] = []
+
+    def grab(port: int = 0) -> int | None:
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            s.bind((HOST, port))
+        except OSError:
+            s.close()
+            return None
+        held.append(s)
+        return int(s.getsockname()[1])
+
     try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind((HOST, 0))
-            held.append(s)
-        return {name: int(s.getsockname()[1]) for name, s in zip(names, held, strict=True)}
+        out: dict[str, int] = {}
+        while "admin.port" not in out:
+            port = grab()
+            if port and port not in avoid and port + 10_000 <= 65_535:
+                grpc = port + 10_000
+                if grpc not in avoid and grab(grpc):
+                    out["admin.port"], out["admin.port.grpc"] = port, grpc
+        for name in names:
+            while name not in out:
+                port = grab()
+                if port and port not in avoid:
+                    out[name] = port
+        return out
     finally:
         for s in held:
             s.close()

@@ -69,7 +69,12 @@ def test_broker_restart_mid_stream_loses_nothing_and_the_group_resumes(
     broker, s3 = durable_kafka_broker.broker, durable_kafka_broker.s3
     topics = make_topics(broker)
     config = pipeline_config(
-        broker, topics, model_repository, batch_size=BATCH, max_inflight_batches=INFLIGHT
+        broker,
+        topics,
+        model_repository,
+        batch_size=BATCH,
+        max_inflight_batches=INFLIGHT,
+        consumer=durable_kafka_broker.consumer,
     )
     path = write_config(config, tmp_path / "pipeline.yml")
     pipeline = PipelineProcess(path, tmp_path / "pipeline.log")
