@@ -13,13 +13,17 @@ needs the durable broker.
 
 from __future__ import annotations
 
+import http.client
 import threading
 import time
 from pathlib import Path
 
 import pytest
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
+from morpheus_ext.stages.input.kafka_source import ensure_topics
 from scripts.kafka.broker import KafkaBroker
+from scripts.kafka.s3 import signed_headers
 
 from ..kafka_fixtures import (
     HANG_GUARD_S,
@@ -34,6 +38,7 @@ from ..kafka_fixtures import (
     pipeline_config,
     produce,
     synthetic_values,
+    unique,
     wait_covered,
     write_config,
 )
@@ -131,3 +136,60 @@ def test_broker_restart_mid_stream_loses_nothing_and_the_group_resumes(
     # After the drain everything is committed.
     final = committed(broker, topics.group, topics.events, topics.partitions)
     assert final == {p: max(o) + 1 for p, o in produced.offsets_by_partition().items()}
+
+
+def _read_all(broker: KafkaBroker, topic: str) -> list[bytes]:
+    """Every value of ``topic`` (read by content: Tansu's high watermark is unreliable)."""
+    consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": unique("reader")})
+    try:
+        meta = consumer.list_topics(topic, timeout=10).topics[topic]
+        if meta.error is not None:
+            return []
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in meta.partitions])
+        out: list[bytes] = []
+        deadline = time.monotonic() + 10
+        while len(out) < 10 and time.monotonic() < deadline:
+            out += [m.value() or b"" for m in consumer.consume(100, 0.2) if m.error() is None]
+        return out
+    finally:
+        consumer.close()
+
+
+@pytest.mark.parametrize("durable", [True, False], ids=["s3", "memory"])
+def test_what_a_broker_restart_keeps_depends_on_its_storage(
+    durable_kafka_broker: DurableKafka, tmp_path: Path, durable: bool
+) -> None:
+    """s3:// keeps the topic and its records on the same address; memory:// comes back empty
+    (the contrast the restart test above relies on)."""
+    broker = durable_kafka_broker.broker if durable else KafkaBroker(tmp_path).start()
+    try:
+        topic = unique("keep")
+        ensure_topics(broker.bootstrap, {topic: 2})
+        produce(broker, topic, [f'{{"event_id": "k{i}"}}'.encode() for i in range(10)])
+        port = broker.port
+        broker.restart()
+        assert broker.port == port
+        values = _read_all(broker, topic)
+        assert len(values) == (10 if durable else 0), values
+    finally:
+        if not durable:
+            broker.stop()
+
+
+def test_the_s3_server_is_real_authenticated_and_keeps_its_address(
+    durable_kafka_broker: DurableKafka,
+) -> None:
+    """Requests are checked (a wrong secret is refused, so Tansu's signed requests are what
+    get in), and a restart comes back on the same port with the bucket still there."""
+    s3 = durable_kafka_broker.s3
+    assert s3.request("HEAD", f"/{s3.bucket}") == 200
+    wrong = signed_headers("HEAD", f"127.0.0.1:{s3.port}", f"/{s3.bucket}", s3.access_key, "x")
+    conn = http.client.HTTPConnection("127.0.0.1", s3.port, timeout=5)
+    try:
+        conn.request("HEAD", f"/{s3.bucket}", headers=wrong)
+        assert conn.getresponse().status == 403
+    finally:
+        conn.close()
+    port = s3.port
+    s3.restart()
+    assert s3.port == port and s3.request("HEAD", f"/{s3.bucket}") == 200
