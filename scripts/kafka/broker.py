@@ -26,7 +26,7 @@ import subprocess
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import IO
+from typing import IO, Any
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
@@ -98,9 +98,13 @@ def _recv_exactly(s: socket.socket, n: int) -> bytes:
 
 
 class KafkaBroker:
-    """One Tansu broker process on 127.0.0.1 with in-memory storage.
+    """One Tansu broker process on 127.0.0.1, in-memory storage unless told otherwise.
 
     ``workdir`` receives the broker log (``tansu.log``). ``port`` 0 (default) picks a free port.
+    ``storage`` is Tansu's ``--storage-engine``: ``memory://tansu/`` (fast, gone with the
+    process) or ``s3://BUCKET/`` with ``env`` naming the S3 server (``S3Server.broker_options()``
+    in ``scripts/kafka/s3.py`` gives both): then topics, records and committed offsets outlive
+    the process, and :meth:`restart` brings the broker back on the same port with them.
     """
 
     def __init__(
@@ -110,12 +114,14 @@ class KafkaBroker:
         binary: str | Path | None = None,
         storage: str = "memory://tansu/",
         ready_timeout_s: float = 15.0,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.workdir = Path(workdir)
         self.requested_port = port
         self.binary = Path(binary) if binary else tansu_binary()
         self.storage = storage
         self.ready_timeout_s = ready_timeout_s
+        self.env = dict(env or {})
         self.port = 0
         self.log_path = self.workdir / "tansu.log"
         self._proc: subprocess.Popen[bytes] | None = None
@@ -135,6 +141,11 @@ class KafkaBroker:
     def is_alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
+    @property
+    def durable(self) -> bool:
+        """Whether what the broker stores survives its process (everything but memory://)."""
+        return not self.storage.startswith("memory:")
+
     def start(self) -> KafkaBroker:
         if not (self.binary.is_file() and os.access(self.binary, os.X_OK)):
             raise BrokerNotInstalled(
@@ -142,10 +153,15 @@ class KafkaBroker:
             )
         self.workdir.mkdir(parents=True, exist_ok=True)
         atexit.register(self.stop)  # never leave a broker behind a crashed test run
-        attempts = 1 if self.requested_port else 3
+        # After a stop, a restart keeps the port: clients reconnect to the same address.
+        fixed = self.requested_port or self.port
+        attempts = 1 if fixed else 3
+        # A fixed port may still be held for a moment (a client of the old process, another
+        # start-up): Tansu panics with AddrInUse, so try again until the readiness timeout.
+        deadline = time.monotonic() + self.ready_timeout_s
         last = ""
-        for _ in range(attempts):
-            self.port = self.requested_port or free_port()
+        while True:
+            self.port = fixed or free_port()
             self._launch()
             try:
                 self._wait_ready()
@@ -153,12 +169,16 @@ class KafkaBroker:
             except BrokerStartError as exc:
                 last = str(exc)
                 self.stop()
-        raise BrokerStartError(last)
+            attempts -= 1
+            in_use = "AddrInUse" in last or "Address in use" in last
+            if not (attempts > 0 or (fixed and in_use and time.monotonic() < deadline)):
+                raise BrokerStartError(last)
+            time.sleep(0.5 if fixed else 0)
 
     def _launch(self) -> None:
         url = f"tcp://{HOST}:{self.port}"
         self._log = self.log_path.open("ab")
-        env = dict(os.environ)
+        env = {**os.environ, **self.env}
         env.setdefault("RUST_LOG", "warn")
         self._proc = subprocess.Popen(
             [
@@ -202,12 +222,15 @@ class KafkaBroker:
             return "(no log)"
         return " | ".join(text[-lines:]) or "(empty log)"
 
-    def stop(self, timeout_s: float = 5.0) -> None:
-        """SIGTERM, then SIGKILL; safe to call twice."""
+    def stop(self, timeout_s: float = 5.0, sig: int = signal.SIGTERM) -> None:
+        """``sig`` (SIGTERM; SIGKILL for a crash), then SIGKILL after ``timeout_s``; safe twice.
+
+        The port is kept: a later :meth:`start` listens on the same address.
+        """
         proc, self._proc = self._proc, None
         if proc is not None and proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGTERM)
+                proc.send_signal(sig)
             try:
                 proc.wait(timeout_s)
             except subprocess.TimeoutExpired:
@@ -218,6 +241,16 @@ class KafkaBroker:
             self._log.close()
             self._log = None
         atexit.unregister(self.stop)
+
+    def restart(self, down_s: float = 0.0, sig: int = signal.SIGTERM) -> KafkaBroker:
+        """Stop (``sig``), stay down ``down_s`` seconds, start again on the same port.
+
+        With durable storage the broker comes back with its topics, records and committed
+        offsets; with ``memory://`` it comes back empty.
+        """
+        self.stop(sig=sig)
+        time.sleep(down_s)
+        return self.start()
 
     def __enter__(self) -> KafkaBroker:
         return self.start()
@@ -231,19 +264,56 @@ class KafkaBroker:
         self.stop()
 
 
-def main() -> int:
-    """``python scripts/kafka/broker.py [PORT]``: run a broker in the foreground until Ctrl-C."""
+def main(argv: list[str] | None = None) -> int:
+    """``python scripts/kafka/broker.py [PORT] [--storage memory|s3] [--data DIR]``: run a
+    broker in the foreground until Ctrl-C (SIGTERM too).
+
+    ``--storage s3`` also starts a SeaweedFS S3 server (``scripts/kafka/s3.py``) with its data
+    in ``--data`` (default ``.kafka/s3-data``): topics, records and committed offsets survive a
+    restart of this command. The S3 secret is kept in ``DIR/.s3-secret`` (mode 600) so the
+    same data directory is readable by the next run.
+    """
+    import argparse
     import sys
     import tempfile
 
-    port = int(sys.argv[1]) if len(sys.argv) > 1 else 9092
+    ap = argparse.ArgumentParser(prog="broker.py", description="a local Tansu broker")
+    ap.add_argument("port", nargs="?", type=int, default=9092)
+    ap.add_argument("--storage", choices=["memory", "s3"], default="memory")
+    ap.add_argument("--data", type=Path, default=REPO_ROOT / ".kafka" / "s3-data")
+    args = ap.parse_args(argv)
 
     def on_term(_signum: int, _frame: object) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
-    with tempfile.TemporaryDirectory() as tmp, KafkaBroker(tmp, port=port) as broker:
-        print(f"tansu on {broker.bootstrap} (in-memory storage; Ctrl-C stops it)", flush=True)
+    with contextlib.ExitStack() as stack:
+        options: dict[str, Any] = {}
+        what = "in-memory storage: gone when it stops"
+        if args.storage == "s3":
+            sys.path.insert(0, str(REPO_ROOT))
+            from scripts.kafka.s3 import S3Server
+
+            data: Path = args.data.resolve()
+            data.mkdir(parents=True, exist_ok=True)
+            secret_file = data / ".s3-secret"
+            if not secret_file.exists():
+                import secrets
+
+                secret_file.touch(mode=0o600)
+                secret_file.write_text(secrets.token_hex(20))
+            s3 = S3Server(
+                data, secret_key=secret_file.read_text().strip(), avoid_ports=(args.port,)
+            )
+            stack.enter_context(s3)
+            options = s3.broker_options()
+            what = (
+                f"s3:// storage on SeaweedFS {s3.endpoint}, data in {data}: survives restarts; "
+                "consumers: fetch.wait.max.ms above the S3 request latency (docs/kafka.md)"
+            )
+        tmp = stack.enter_context(tempfile.TemporaryDirectory())
+        broker = stack.enter_context(KafkaBroker(tmp, port=args.port, **options))
+        print(f"tansu on {broker.bootstrap} ({what}; Ctrl-C stops it)", flush=True)
         try:
             while broker.is_alive():
                 time.sleep(0.5)
