@@ -122,7 +122,7 @@ def test_scan_masks_the_frame_and_reports_type_and_field_only() -> None:
     ]
     assert "Summer2026!" not in scan.frame.to_string()
     assert scan.frame["mixed"].tolist()[0] == 1 and frame["url"][0] == CASES[7][1]  # a copy
-    assert scan.secrets_of(2) == ["Summer2026!"] and scan.secrets_of(5) == []
+    assert scan.secrets_of(2) == [("password_param", "Summer2026!")] and scan.secrets_of(5) == []
     assert list(scan.at(pd.Series([2, 3]).to_numpy())) == [0]
 
 
@@ -143,7 +143,7 @@ def test_raw_bytes_are_masked_including_json_escaped_secrets() -> None:
     pem = CASES[6][1]
     raw = b'{"message": "' + pem.encode().replace(b"\n", b"\\n") + b'", "x": 1}'
     # the pattern masks the escaped block itself; the known secret too where escaped
-    out = DETECTOR.mask_bytes(raw, known=[PEM_BODY])
+    out = DETECTOR.mask_bytes(raw, known=[("private_key", PEM_BODY)])
     assert PEM_BODY.encode() not in out
     binary = b"\xff\xfe key AKIAIOSFODNN7EXAMPLE \xff"
     masked = DETECTOR.mask_bytes(binary)

@@ -332,8 +332,9 @@ class LeakScan:
     rows: np.ndarray
     """Positions (in the frame) of the rows with findings, ascending."""
     findings: list[list[Finding]]
-    secrets: list[list[str]] = field(default_factory=list)
-    """Per row of :attr:`rows`, the raw secrets (kept in memory only, to mask dead letters)."""
+    secrets: list[list[tuple[str, str]]] = field(default_factory=list)
+    """Per row of :attr:`rows`, (type, raw secret) pairs: in memory only, to mask the row's
+    dead letter."""
 
     def at(self, positions: np.ndarray) -> dict[int, list[Finding]]:
         """Findings keyed by index into ``positions`` (e.g. the featurizer's accepted rows)."""
@@ -344,7 +345,7 @@ class LeakScan:
         hit = np.flatnonzero(self.rows[where] == positions)
         return {int(i): self.findings[int(where[i])] for i in hit}
 
-    def secrets_of(self, position: int) -> list[str]:
+    def secrets_of(self, position: int) -> list[tuple[str, str]]:
         i = int(np.searchsorted(self.rows, position))
         if i < len(self.rows) and self.rows[i] == position and self.secrets:
             return self.secrets[i]
@@ -402,17 +403,17 @@ class LeakageDetector:
         out.append(text[at:])
         return "".join(out), spans
 
-    def mask_text(self, text: str, known: Sequence[str] = ()) -> str:
-        """``text`` with its secrets masked; ``known`` secrets (found in the decoded event) are
-        masked also where they appear JSON-escaped (a PEM block's ``\\n``), which the
-        patterns would not match in the raw text."""
-        for secret in sorted(known, key=len, reverse=True):
+    def mask_text(self, text: str, known: Sequence[tuple[str, str]] = ()) -> str:
+        """``text`` with its secrets masked; ``known`` (type, secret) pairs (found in the
+        decoded event) are masked also where they appear JSON-escaped (a PEM block's
+        ``\\n``), which the patterns would not match in the raw text."""
+        for kind, secret in sorted(known, key=lambda k: len(k[1]), reverse=True):
             spelled = orjson.dumps(secret).decode()[1:-1]
             for form in dict.fromkeys((secret, spelled)):
-                text = text.replace(form, MASK.format("known"))
+                text = text.replace(form, MASK.format(kind))
         return self.mask(text)[0]
 
-    def mask_bytes(self, value: bytes, known: Sequence[str] = ()) -> bytes:
+    def mask_bytes(self, value: bytes, known: Sequence[tuple[str, str]] = ()) -> bytes:
         """Raw bytes (a dead letter's copy of the event) with their secrets masked. Bytes that
         are not UTF-8 are read as Latin-1 (one character per byte), so an ASCII secret in a
         binary value is masked too and the other bytes come back unchanged."""
@@ -429,7 +430,7 @@ class LeakageDetector:
         the patterns over the few that pass; rows take their value's result by index.
         """
         per_row: dict[int, list[Finding]] = {}
-        secrets: dict[int, list[str]] = {}
+        secrets: dict[int, list[tuple[str, str]]] = {}
         masked_cols: dict[str, pd.Series] = {}
         for name in self._columns(frame):
             col = frame[name]
@@ -463,7 +464,9 @@ class LeakageDetector:
                 for s in spans:
                     if not any(f.type == s.type.name and f.field == name for f in seen):
                         seen.append(Finding(s.type.name, str(name), shown))
-                secrets.setdefault(r, []).extend(text[s.start : s.end] for s in spans)
+                secrets.setdefault(r, []).extend(
+                    (s.type.name, text[s.start : s.end]) for s in spans
+                )
             masked_cols[name] = pd.Series(values, index=col.index, name=col.name)
         if not per_row:
             return LeakScan(frame, np.zeros(0, dtype=np.int64), [])
