@@ -100,7 +100,8 @@ def _secret(rng: Rng, kind: str, user: str, ua: str) -> tuple[str, str, str]:
         return "message", f"billing: stripe client init with {s} failed", s
     if kind == "jwt":
         head = _b64url(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
-        body = _b64url(json.dumps({"sub": user, "iat": int(rng.integers(1_700_000_000, 1_800_000_000))}).encode())
+        issued = int(rng.integers(1_700_000_000, 1_800_000_000))
+        body = _b64url(json.dumps({"sub": user, "iat": issued}).encode())
         s = f"{head}.{body}.{_b64url(rng.bytes(32))}"
         return "url", f"https://{host}/sso/callback?id_token={s}&state=1", s
     if kind == "basic_auth":

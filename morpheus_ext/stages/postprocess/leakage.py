@@ -508,6 +508,11 @@ def _dictionary(col: pd.Series) -> tuple[np.ndarray, pa.StringArray] | None:
     return indices.astype(np.int64), encoded.dictionary
 
 
+def leakage_detector(config: LeakageConfig | None) -> LeakageDetector | None:
+    """The detector a run's ``leakage:`` section asks for (None: no section, or disabled)."""
+    return LeakageDetector(config) if config is not None and config.enabled else None
+
+
 # --------------------------------------------------------------------------- records
 def leak_reason(finding: Finding) -> dict[str, Any]:
     """The reason a finding adds to its record (first among the record's reasons)."""
