@@ -155,7 +155,8 @@ class ScoringPipeline:
         leaks = None
         if len(decoded.frame):
             if self.leakage is not None:  # before anything else sees the values
-                leaks = self.leakage.scan(decoded.frame)
+                values = raw.values
+                leaks = self.leakage.scan(decoded.frame, [values[p] for p in decoded.positions])
                 decoded.frame = leaks.frame
             featurized = self.featurizer.transform(decoded.frame)
             for r in featurized.rejects:

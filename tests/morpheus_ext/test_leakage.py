@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 from hypothesis import given, settings
@@ -86,6 +88,7 @@ def test_each_type_is_found_and_masked(kind: str, text: str, secret: str) -> Non
         "scp alice@host.example.com:/var/log/app.log .",
         "d41d8cd98f00b204e9800998ecf8427e",  # a hex digest: no upper case
         "auth_method=password",  # the word, not a secret
+        "https://wiki.corp.example/display/ENG/Page+876?version=3",  # a path of words
     ],
 )
 def test_look_alikes_are_not_flagged(text: str) -> None:
@@ -181,3 +184,18 @@ def test_a_secret_in_any_context_never_survives(case: tuple[str, str, str], a: s
     _, text, secret = case
     masked = DETECTOR.mask(f"{a} {text} {b}")[0]
     assert secret not in masked
+
+
+def test_scan_with_raw_events_looks_only_at_candidates_and_finds_the_same() -> None:
+    frame = pd.DataFrame(
+        {"url": ["/home", CASES[7][1], "/about", "x"], "m": ["a", "b", CASES[0][1], "c"]}
+    )
+    raw = [json.dumps(r).encode() for r in frame.to_dict(orient="records")]
+    assert DETECTOR.candidates(raw).tolist() == [1, 2]
+    with_raw, without = DETECTOR.scan(frame, raw), DETECTOR.scan(frame)
+    assert with_raw.rows.tolist() == without.rows.tolist() == [1, 2]
+    assert with_raw.findings == without.findings
+    assert with_raw.frame.equals(without.frame)
+    escaped = [b'{"m": "deploy with AKIAIOSFODNN7EXAMPL\\u0045 now"}']  # hint hidden by \u
+    assert DETECTOR.candidates(escaped).tolist() == [0]
+    assert len(DETECTOR.candidates([b'{"m": "hello"}'] * 3)) == 0
