@@ -453,7 +453,7 @@ class LeakageDetector:
         prefilter over those, the patterns over the few that pass; rows take their value's
         result by index.
         """
-        if raw is not None:
+        if raw is not None and self.config.fields is None:  # named fields: cheaper per column
             rows = self.candidates(raw)
             if not len(rows):
                 return LeakScan(frame, np.zeros(0, dtype=np.int64), [])
