@@ -462,12 +462,12 @@ class LeakageDetector:
                 if not len(sub.rows):
                     return LeakScan(frame, sub.rows, [])
                 columns = {}
-                for name in dict.fromkeys(f.field for found in sub.findings for f in found):
-                    values = frame[name].to_numpy(dtype=object, copy=True)
-                    values[rows] = sub.frame[name].to_numpy(dtype=object)
-                    columns[name] = pd.Series(values, index=frame.index, name=name)
-                masked = frame.assign(**columns)
-                return LeakScan(masked, rows[sub.rows], sub.findings, sub.secrets)
+                for name in dict.fromkeys(f.field for row in sub.findings for f in row):
+                    whole = frame[name].to_numpy(dtype=object, copy=True)
+                    whole[rows] = sub.frame[name].to_numpy(dtype=object)
+                    columns[name] = pd.Series(whole, index=frame.index, name=name)
+                out = frame.assign(**columns)
+                return LeakScan(out, rows[sub.rows], sub.findings, sub.secrets)
         per_row: dict[int, list[Finding]] = {}
         secrets: dict[int, list[tuple[str, str]]] = {}
         masked_cols: dict[str, pd.Series] = {}
