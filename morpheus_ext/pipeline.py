@@ -158,6 +158,8 @@ class ScoringPipeline:
                 values = raw.values
                 leaks = self.leakage.scan(decoded.frame, [values[p] for p in decoded.positions])
                 decoded.frame = leaks.frame
+                if len(leaks.rows):  # the batch's copy of the events too (training window)
+                    raw = self._masked_raw(raw, decoded.positions, leaks)
             featurized = self.featurizer.transform(decoded.frame)
             for r in featurized.rejects:
                 pos = int(decoded.positions[r.position])
@@ -219,6 +221,17 @@ class ScoringPipeline:
             value = self.leakage.mask_bytes(value, known or ())
             reason = self.leakage.mask_text(reason, known or ())
         return dead_letter_record(value, raw.origins[i], reason, stage)
+
+    def _masked_raw(self, raw: RawBatch, positions: np.ndarray, leaks: LeakScan) -> RawBatch:
+        """``raw`` with the events that carried secrets masked (same length, same origins):
+        what the batch result hands on (e.g. the training window's copy on disk) must not
+        hold them either."""
+        assert self.leakage is not None
+        values = list(raw.values)
+        for row, known in zip(leaks.rows.tolist(), leaks.secrets, strict=True):
+            p = int(positions[row])
+            values[p] = self.leakage.mask_bytes(values[p], known)
+        return RawBatch(values, raw.origins)
 
     def submit(self, prepared: Prepared) -> Future[dict[str, np.ndarray]] | None:
         if not prepared.has_rows:

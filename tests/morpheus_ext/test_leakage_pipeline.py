@@ -137,4 +137,9 @@ def test_column_wise_lines_equal_the_dicts(stream: pd.DataFrame) -> None:
         leakage=result.records.leakage,
     ).dicts()
     assert result.records.leakage  # the head holds some planted events
+    # the result's copy of the raw events (the training window keeps it) is masked too
+    assert result.raw is not None and len(result.raw) == len(values)
+    kept = b"\n".join(result.raw.values)
+    assert not any(s.encode() in kept for s in planted_secrets(rows))
+    assert b"[REDACTED:" in kept
     assert lines == [orjson.dumps(d) for d in dicts]
