@@ -199,3 +199,11 @@ def test_scan_with_raw_events_looks_only_at_candidates_and_finds_the_same() -> N
     escaped = [b'{"m": "deploy with AKIAIOSFODNN7EXAMPL\\u0045 now"}']  # hint hidden by \u
     assert DETECTOR.candidates(escaped).tolist() == [0]
     assert len(DETECTOR.candidates([b'{"m": "hello"}'] * 3)) == 0
+
+
+def test_normal_synthetic_events_carry_nothing() -> None:
+    from synthetic import SyntheticConfig, generate
+
+    events = generate(SyntheticConfig(n_events=20_000, seed=4))  # default kinds, 2% anomalies
+    scan = DETECTOR.scan(events)
+    assert len(scan.rows) == 0 and scan.frame is events
