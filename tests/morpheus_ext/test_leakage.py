@@ -207,3 +207,26 @@ def test_normal_synthetic_events_carry_nothing() -> None:
     events = generate(SyntheticConfig(n_events=20_000, seed=4))  # default kinds, 2% anomalies
     scan = DETECTOR.scan(events)
     assert len(scan.rows) == 0 and scan.frame is events
+
+
+values = st.one_of(
+    st.none(),
+    st.integers(),
+    st.floats(),
+    st.text(max_size=60),
+    st.sampled_from([c[1] for c in CASES]),
+    st.lists(st.text(max_size=5), max_size=2),
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(values, values), min_size=1, max_size=300))
+def test_scan_never_raises_on_hostile_columns(rows: list[tuple[object, object]]) -> None:
+    frame = pd.DataFrame(rows, columns=["a", "b"])
+    raw = [json.dumps([repr(a), repr(b)]).encode() for a, b in rows]
+    for scan in (DETECTOR.scan(frame), DETECTOR.scan(frame, raw)):
+        assert scan.frame.shape == frame.shape
+        shown = " ".join(str(v) for col in ("a", "b") for v in scan.frame[col].tolist())
+        for _, text, secret in CASES:
+            if any(text == v for row in rows for v in row):
+                assert secret not in shown
