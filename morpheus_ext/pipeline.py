@@ -39,6 +39,7 @@ from morpheus_ext.stages.inference.base import InferenceEngine
 from morpheus_ext.stages.input.sources import RawBatch
 from morpheus_ext.stages.output.files import dead_letter_record
 from morpheus_ext.stages.postprocess.fingerprint import EntityBaselines
+from morpheus_ext.stages.postprocess.leakage import LeakageDetector, LeakScan
 from morpheus_ext.stages.postprocess.records import build_score_records, count_anomalies
 from morpheus_ext.stages.preprocess.decode import DEFAULT_MAX_EVENT_BYTES, decode_batch
 from morpheus_ext.stages.preprocess.featurizer import FeaturizedBatch, Featurizer
@@ -81,6 +82,8 @@ class Prepared:
     featurized: FeaturizedBatch | None
     dead_letters: list[dict[str, Any]]
     started: float
+    leaks: LeakScan | None = None
+    """What the leakage detector found in the decoded rows (their secrets masked)."""
 
     @property
     def has_rows(self) -> bool:
@@ -130,12 +133,15 @@ class ScoringPipeline:
         engine: InferenceEngine,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         baselines: EntityBaselines | None = None,
+        leakage: LeakageDetector | None = None,
     ) -> None:
         self.featurizer = featurizer
         self.engine = engine
         self.max_event_bytes = max_event_bytes
         self.baselines = baselines
         """Per-entity baselines: score each batch against them, then learn it (fingerprinting)."""
+        self.leakage = leakage
+        """Secrets in event fields: masked right after decoding, reported in the records."""
         self.metrics = pipeline_metrics()
         ts = featurizer.spec.timestamp
         self._text_columns = (ts,) if ts else ()
@@ -144,21 +150,24 @@ class ScoringPipeline:
     def prepare(self, raw: RawBatch) -> Prepared:
         started = time.perf_counter()
         decoded = decode_batch(raw, self.max_event_bytes, self._text_columns)
-        dead = [
-            dead_letter_record(raw.values[r.position], raw.origins[r.position], r.reason, "decode")
-            for r in decoded.rejects
-        ]
+        dead = [self._dead_letter(raw, r.position, r.reason, "decode") for r in decoded.rejects]
         featurized = None
+        leaks = None
         if len(decoded.frame):
+            if self.leakage is not None:  # before anything else sees the values
+                values = raw.values
+                leaks = self.leakage.scan(decoded.frame, [values[p] for p in decoded.positions])
+                decoded.frame = leaks.frame
+                if len(leaks.rows):  # the batch's copy of the events too (training window)
+                    raw = self._masked_raw(raw, decoded.positions, leaks)
             featurized = self.featurizer.transform(decoded.frame)
             for r in featurized.rejects:
                 pos = int(decoded.positions[r.position])
-                dead.append(
-                    dead_letter_record(raw.values[pos], raw.origins[pos], r.reason, "featurize")
-                )
+                known = leaks.secrets_of(r.position) if leaks is not None else []
+                dead.append(self._dead_letter(raw, pos, r.reason, "featurize", known))
         self.metrics.batch_latency.labels("prepare").observe(time.perf_counter() - started)
         self.metrics.events_in.inc(len(raw.values))
-        return Prepared(raw, featurized, dead, started)
+        return Prepared(raw, featurized, dead, started, leaks)
 
     def prepare_isolating(self, raw: RawBatch) -> Prepared:
         """:meth:`prepare`, except that an event making it *raise* (a bug, not bad input, which
@@ -189,13 +198,40 @@ class ScoringPipeline:
             if len(idx) == 1:
                 i = idx[0]
                 reason = f"internal error: {type(exc).__name__}: {str(exc)[:200]}"
-                dead.append(dead_letter_record(raw.values[i], raw.origins[i], reason, "featurize"))
+                dead.append(self._dead_letter(raw, i, reason, "featurize"))
                 return
             half = len(idx) // 2
             self._bisect(raw, idx[:half], good, dead)
             self._bisect(raw, idx[half:], good, dead)
             return
         good.extend(idx)
+
+    def _dead_letter(
+        self,
+        raw: RawBatch,
+        i: int,
+        reason: str,
+        stage: str,
+        known: list[tuple[str, str]] | None = None,
+    ) -> dict[str, Any]:
+        """The dead letter of ``raw``'s value ``i``; with the leakage detector, its copy of the
+        event and the reason have their secrets masked (``known``: found in the decoded row)."""
+        value = raw.values[i]
+        if self.leakage is not None:
+            value = self.leakage.mask_bytes(value, known or ())
+            reason = self.leakage.mask_text(reason, known or ())
+        return dead_letter_record(value, raw.origins[i], reason, stage)
+
+    def _masked_raw(self, raw: RawBatch, positions: np.ndarray, leaks: LeakScan) -> RawBatch:
+        """``raw`` with the events that carried secrets masked (same length, same origins):
+        what the batch result hands on (e.g. the training window's copy on disk) must not
+        hold them either."""
+        assert self.leakage is not None
+        values = list(raw.values)
+        for row, known in zip(leaks.rows.tolist(), leaks.secrets, strict=True):
+            p = int(positions[row])
+            values[p] = self.leakage.mask_bytes(values[p], known)
+        return RawBatch(values, raw.origins)
 
     def submit(self, prepared: Prepared) -> Future[dict[str, np.ndarray]] | None:
         if not prepared.has_rows:
@@ -224,6 +260,9 @@ class ScoringPipeline:
                 self.featurizer,
                 self.engine.info,
                 fingerprint=fingerprint,
+                leakage=None
+                if prepared.leaks is None
+                else prepared.leaks.at(prepared.featurized.positions),
             )
             self.metrics.batch_latency.labels("records").observe(time.perf_counter() - start)
             self.metrics.model_version.labels(self.engine.info.name).set(

@@ -292,7 +292,12 @@ def cmd_score(args: argparse.Namespace) -> int:
     else:
         config = InferenceConfig(repository=model_repository_arg(args.model_repository))
     engine = build_engine(config, spec)
-    pipeline = ScoringPipeline(Featurizer(spec), engine)
+    leakage = None
+    if args.leakage:
+        from morpheus_ext.stages.postprocess.leakage import LeakageConfig, LeakageDetector
+
+        leakage = LeakageDetector(LeakageConfig(enabled=True))
+    pipeline = ScoringPipeline(Featurizer(spec), engine, leakage=leakage)
     out = Path(args.out)
     rejects_path = Path(args.rejects or out.with_name(out.stem + ".rejects.jsonl"))
     with JsonlSink(out) as scores, JsonlSink(rejects_path) as rejects:
@@ -440,6 +445,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--rejects", help="default: <out>.rejects.jsonl")
     s.add_argument("--batch-size", type=at_least(1), default=4096)
     s.add_argument("--no-progress", action="store_true")
+    s.add_argument(
+        "--leakage",
+        action="store_true",
+        help="find and mask secrets in event fields (docs/triage.md)",
+    )
     s.set_defaults(func=cmd_score)
 
     g = sub.add_parser("generate", help="write labelled synthetic events (JSONL or Parquet)")

@@ -13,6 +13,7 @@ from pydantic import Field
 from modelling.config import CentralizedConfig
 from morpheus_ext.config_io import ConfigError, StrictModel, dump_config, load_config
 from morpheus_ext.stages.postprocess.fingerprint.config import FingerprintConfig
+from morpheus_ext.stages.postprocess.leakage import LeakageConfig
 from synthetic import SyntheticConfig
 
 __all__ = ["ConfigError", "dump_config", "load_config"]  # + the config models below
@@ -29,3 +30,5 @@ class DemoConfig(StrictModel):
     batch_size: int = Field(default=4096, ge=1)
     fingerprint: FingerprintConfig | None = None
     """Per-entity baselines (docs/fingerprinting.md); ``enabled: true`` turns them on."""
+    leakage: LeakageConfig | None = None
+    """Leakage detector (docs/triage.md); ``enabled: true`` turns it on."""

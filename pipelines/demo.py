@@ -27,6 +27,7 @@ from morpheus_ext.stages.inference.inprocess import InProcessEngine
 from morpheus_ext.stages.input.sources import jsonl_file_source
 from morpheus_ext.stages.output.files import JsonlSink
 from morpheus_ext.stages.postprocess.fingerprint import EntityBaselines, FingerprintConfig
+from morpheus_ext.stages.postprocess.leakage import leakage_detector
 from morpheus_ext.stages.preprocess.featurizer import Featurizer
 from pipelines.config import DemoConfig
 from pipelines.top_alerts import TopAlerts
@@ -63,7 +64,9 @@ def run_demo(config: DemoConfig, progress: bool = True) -> DemoResult:
     featurizer = Featurizer(spec)
     engine = InProcessEngine(repository, spec.spec_hash)
     baselines = _baselines(config, featurizer, engine)
-    pipeline = ScoringPipeline(featurizer, engine, baselines=baselines)
+    pipeline = ScoringPipeline(
+        featurizer, engine, baselines=baselines, leakage=leakage_detector(config.leakage)
+    )
     kept: list[BatchResult] = []
     with (
         JsonlSink(run_dir / "scores.jsonl") as scores,

@@ -7,6 +7,7 @@ from pydantic import Field, field_validator, model_validator
 
 from morpheus_ext.config_io import StrictModel
 from synthetic.schema import (
+    ALL_KINDS,
     ANOMALY_KINDS,
     AUTH_KINDS,
     NETFLOW_KINDS,
@@ -43,9 +44,9 @@ class SyntheticConfig(StrictModel):
     @classmethod
     def _check_kinds(cls, value: list[str]) -> list[str]:
         """Unknown kinds would silently produce no anomalies, so name them instead."""
-        unknown = sorted(set(value) - set(ANOMALY_KINDS))
+        unknown = sorted(set(value) - set(ALL_KINDS))
         if unknown:
-            raise ValueError(f"unknown anomaly kinds {unknown}; choose from {list(ANOMALY_KINDS)}")
+            raise ValueError(f"unknown anomaly kinds {unknown}; choose from {list(ALL_KINDS)}")
         return list(dict.fromkeys(value))
 
     @model_validator(mode="after")

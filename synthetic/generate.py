@@ -7,12 +7,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from synthetic.attacks_leakage import _leakage
 from synthetic.attacks_netflow import _GENERATORS
 from synthetic.config import SyntheticConfig, event_type_counts, kind_counts
 from synthetic.normal_traffic import _Block, _Ctx, _normal_auth, _normal_netflow
 from synthetic.population import _build_population
 from synthetic.schema import (
-    ANOMALY_KINDS,
+    ALL_KINDS,
     AUTH_KINDS,
     COLUMNS,
     FLOAT_COLUMNS,
@@ -70,7 +71,10 @@ def _assemble(blocks: list[_Block]) -> pd.DataFrame:
             data[name] = _column(blocks, name, order)
     data["label"] = (kind != "none").astype(np.int64)
     data["anomaly_kind"] = kind
-    return pd.DataFrame(data, columns=list(COLUMNS))
+    extra = list(dict.fromkeys(c for b in blocks for c in b.cols if c not in COLUMNS))
+    for name in extra:  # columns only some kinds have (leakage: url, message, ground truth)
+        data[name] = _column(blocks, name, order)
+    return pd.DataFrame(data, columns=[*COLUMNS, *extra])
 
 
 def generate(config: SyntheticConfig) -> pd.DataFrame:
@@ -99,7 +103,8 @@ def generate(config: SyntheticConfig) -> pd.DataFrame:
         _normal_netflow(rng, tl, pop, n_net),
     )
     blocks = [ctx.auth, ctx.net]
-    for kind in ANOMALY_KINDS:
+    generators = {**_GENERATORS, "leakage": _leakage}
+    for kind in ALL_KINDS:
         if counts.get(kind, 0) > 0:
-            blocks.append(_GENERATORS[kind](ctx, counts[kind]))
+            blocks.append(generators[kind](ctx, counts[kind]))
     return _assemble(blocks)

@@ -20,8 +20,11 @@ ANOMALY_KINDS: tuple[str, ...] = (
     "exfiltration",
     "port_scan",
 )
+OPT_IN_KINDS: tuple[str, ...] = ("leakage",)
+"""Kinds generated only when named in ``anomaly_kinds`` (not by default)."""
+ALL_KINDS: tuple[str, ...] = ANOMALY_KINDS + OPT_IN_KINDS
 AUTH_KINDS: frozenset[str] = frozenset(
-    {"brute_force", "impossible_travel", "unusual_hour", "new_device"}
+    {"brute_force", "impossible_travel", "unusual_hour", "new_device", "leakage"}
 )
 NETFLOW_KINDS: frozenset[str] = frozenset({"exfiltration", "port_scan"})
 

@@ -47,6 +47,7 @@ ALSO = [
     "morpheus_ext.model_repository",
     "pipelines.cli_base",
     "synthetic",
+    "synthetic.attacks_leakage",
 ]
 
 

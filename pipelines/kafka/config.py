@@ -25,6 +25,7 @@ from morpheus_ext.stages.input.kafka_source import MANAGED_CONSUMER_KEYS
 from morpheus_ext.stages.output.kafka_sink import MANAGED_PRODUCER_KEYS
 from morpheus_ext.stages.output.training_window import TrainingWindowConfig
 from morpheus_ext.stages.postprocess.fingerprint.config import FingerprintConfig
+from morpheus_ext.stages.postprocess.leakage import LeakageConfig
 from morpheus_ext.stages.preprocess.decode import DEFAULT_MAX_EVENT_BYTES
 from pipelines.engines import InferenceConfig
 
@@ -162,6 +163,8 @@ class PipelineConfig(StrictModel):
     """Serve Prometheus metrics on this port (0 or null: off)."""
     fingerprint: StreamFingerprintConfig | None = None
     """Per-entity baselines, checkpointed with the consumed offsets (docs/fingerprinting.md)."""
+    leakage: LeakageConfig | None = None
+    """Secrets in event fields found, masked and reported (docs/triage.md); null: off."""
     training_window: TrainingWindowConfig | None = None
     """Keep the scored events on the site's disk for its sidecar's retraining (docs/loop.md);
     null: keep nothing."""

@@ -56,6 +56,7 @@ from morpheus_ext.stages.postprocess.fingerprint.checkpointer import (
     BaselineCheckpointer,
     CheckpointInUse,
 )
+from morpheus_ext.stages.postprocess.leakage import leakage_detector
 from morpheus_ext.stages.preprocess.featurizer import Featurizer
 from pipelines.kafka.backlog import Backlog
 from pipelines.kafka.config import PipelineConfig
@@ -407,7 +408,11 @@ def build_pipeline(config: PipelineConfig) -> tuple[ScoringPipeline, InferenceEn
     spec = load_spec(config.spec)
     engine = build_engine(config.inference, spec)
     pipeline = ScoringPipeline(
-        Featurizer(spec), engine, config.max_event_bytes, baselines=_baselines(config, spec)
+        Featurizer(spec),
+        engine,
+        config.max_event_bytes,
+        baselines=_baselines(config, spec),
+        leakage=leakage_detector(config.leakage),
     )
     return pipeline, engine
 
@@ -432,7 +437,11 @@ def run_pipeline(
     else:
         spec = load_spec(config.spec)
         pipeline = ScoringPipeline(
-            Featurizer(spec), engine, config.max_event_bytes, baselines=_baselines(config, spec)
+            Featurizer(spec),
+            engine,
+            config.max_event_bytes,
+            baselines=_baselines(config, spec),
+            leakage=leakage_detector(config.leakage),
         )
     if config.metrics_port:
         from prometheus_client import start_http_server

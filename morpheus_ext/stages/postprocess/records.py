@@ -48,6 +48,7 @@ from morpheus_ext.stages.postprocess.fingerprint.reason_fragments import (
 )
 from morpheus_ext.stages.postprocess.fingerprint.reasons import entity_reasons, rounded_lists
 from morpheus_ext.stages.postprocess.fingerprint.scoring import FingerprintScores
+from morpheus_ext.stages.postprocess.leakage import Finding, annotate
 from morpheus_ext.stages.postprocess.record_reasons import ReasonsJson, reason_dicts
 from morpheus_ext.stages.postprocess.record_values import (
     JSON_BOOLS,
@@ -269,9 +270,11 @@ def build_score_records(
     model: ModelInfo,
     scored_at: str | None = None,
     fingerprint: FingerprintScores | None = None,
+    leakage: dict[int, list[Finding]] | None = None,
 ) -> ScoreRecords:
-    """The records of :func:`build_records`, kept column-wise."""
-    return ScoreRecords(batch, outputs, featurizer, model, scored_at, fingerprint)
+    """The records of :func:`build_records`, kept column-wise (``leakage``: the leakage
+    detector's findings by row, added to those records)."""
+    return ScoreRecords(batch, outputs, featurizer, model, scored_at, fingerprint, leakage)
 
 
 class ScoreRecords(Sequence[dict[str, Any]]):
@@ -288,9 +291,13 @@ class ScoreRecords(Sequence[dict[str, Any]]):
         model: ModelInfo,
         scored_at: str | None = None,
         fingerprint: FingerprintScores | None = None,
+        leakage: dict[int, list[Finding]] | None = None,
     ) -> None:
         self.batch = batch
         self.fingerprint = fingerprint
+        self.leakage = leakage or {}
+        """Leakage findings by row: those records gain ``is_leak``, ``leakage`` and reasons
+        in words (:func:`~morpheus_ext.stages.postprocess.leakage.annotate`)."""
         self.outputs = outputs
         self.featurizer = featurizer
         self.model = model
@@ -334,6 +341,8 @@ class ScoreRecords(Sequence[dict[str, Any]]):
                 self.scored_at,
                 self.fingerprint,
             )
+            for i, findings in self.leakage.items():
+                annotate(self._dicts[i], findings)
         return self._dicts
 
     # ------------------------------------------------------------------ column-wise
@@ -378,6 +387,14 @@ class ScoreRecords(Sequence[dict[str, Any]]):
         if len(by_dict):
             said = self._explained_lines(lines.take(by_dict), by_dict, newline)
             lines = replace_at(lines, by_dict, said)
+        if self.leakage:  # a few rows: parse, add the findings, serialise again
+            rows = np.fromiter(self.leakage, dtype=np.int64, count=len(self.leakage))
+            end = b"\n" if newline else b""
+            leaked = [
+                (orjson.dumps(annotate(orjson.loads(line), self.leakage[int(i)])) + end).decode()
+                for i, line in zip(rows.tolist(), pybytes(lines.take(rows)), strict=True)
+            ]
+            lines = replace_at(lines, rows, leaked)
         return lines
 
     def _explained_lines(self, lines: pa.Array, rows: np.ndarray, newline: bool) -> list[str]:
