@@ -39,6 +39,7 @@ from morpheus_ext.stages.inference.base import InferenceEngine
 from morpheus_ext.stages.input.sources import RawBatch
 from morpheus_ext.stages.output.files import dead_letter_record
 from morpheus_ext.stages.postprocess.fingerprint import EntityBaselines
+from morpheus_ext.stages.postprocess.incidents import IncidentTracker
 from morpheus_ext.stages.postprocess.leakage import LeakageDetector, LeakScan
 from morpheus_ext.stages.postprocess.records import build_score_records, count_anomalies
 from morpheus_ext.stages.preprocess.decode import DEFAULT_MAX_EVENT_BYTES, decode_batch
@@ -57,6 +58,8 @@ class BatchResult:
     featurized: FeaturizedBatch | None
     outputs: dict[str, np.ndarray]
     raw: RawBatch | None = None
+    incidents: list[dict[str, Any]] = field(default_factory=list)
+    """Incident records this batch opened, updated or closed (with the incident stage)."""
 
     def record_positions(self) -> np.ndarray:
         """For each score record, the position of its value in :attr:`raw` (the featurizer's
@@ -134,6 +137,7 @@ class ScoringPipeline:
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         baselines: EntityBaselines | None = None,
         leakage: LeakageDetector | None = None,
+        incidents: IncidentTracker | None = None,
     ) -> None:
         self.featurizer = featurizer
         self.engine = engine
@@ -142,6 +146,8 @@ class ScoringPipeline:
         """Per-entity baselines: score each batch against them, then learn it (fingerprinting)."""
         self.leakage = leakage
         """Secrets in event fields: masked right after decoding, reported in the records."""
+        self.incidents = incidents
+        """Flagged records grouped into incidents (after the records are built)."""
         self.metrics = pipeline_metrics()
         ts = featurizer.spec.timestamp
         self._text_columns = (ts,) if ts else ()
@@ -245,6 +251,7 @@ class ScoringPipeline:
         """Records for a scored batch; with baselines, score against them and (``learn``)
         fold the batch in (``learn=False``: events the baselines already hold, e.g. a replay)."""
         records: Sequence[dict[str, Any]] = []
+        incidents: list[dict[str, Any]] = []
         if prepared.has_rows and outputs is not None:
             assert prepared.featurized is not None
             start = time.perf_counter()
@@ -265,11 +272,20 @@ class ScoringPipeline:
                 else prepared.leaks.at(prepared.featurized.positions),
             )
             self.metrics.batch_latency.labels("records").observe(time.perf_counter() - start)
+            if self.incidents is not None:
+                start = time.perf_counter()
+                incidents = self.incidents.observe_batch(records, prepared.featurized)
+                self.metrics.batch_latency.labels("incidents").observe(time.perf_counter() - start)
             self.metrics.model_version.labels(self.engine.info.name).set(
                 float(outputs["MODEL_VERSION"].reshape(-1)[-1])
             )
         result = BatchResult(
-            records, prepared.dead_letters, prepared.featurized, outputs or {}, prepared.raw
+            records,
+            prepared.dead_letters,
+            prepared.featurized,
+            outputs or {},
+            prepared.raw,
+            incidents,
         )
         self._count(result)
         self.metrics.batch_latency.labels("total").observe(time.perf_counter() - prepared.started)

@@ -43,6 +43,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     for b in m.get("baselines", []):
         print(f"  baseline {b['name']}: AUROC {b['auroc']:.4f}  AUPRC {b['auprc']:.4f}")
     print(f"report: {m['report']}")
+    inc = m.get("incidents")
+    if inc:
+        print(
+            f"incidents: {inc['incidents']} from {inc['flagged_events']} flagged events "
+            f"({inc['flagged_per_incident']} per incident)"
+        )
+        print(result.top_incidents)
+        print()
     print(result.top_alerts)
     return 0
 

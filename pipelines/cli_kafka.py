@@ -7,7 +7,8 @@ pipelines.cli_kafka`` runs them on their own. Errors are one line (``secureai: e
   SIGTERM/Ctrl-C drains and commits, a second signal stops at once.
 * ``produce --topic T [--events N | --file F.jsonl] [--rate R]`` — stream synthetic or file
   events into a topic at a target rate, with a progress bar.
-* ``tail --topic security-scores`` — a live view of the highest scores with their reasons.
+* ``tail`` — a live view of the top incidents in words (``--events``: the highest-scored
+  records with their reasons).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import orjson
 
 from morpheus_ext.errors import SecureAIError
 from pipelines.cli_base import EXIT_FAILURE, CLIError, at_least, run_cli, standalone_parser
-from pipelines.top_alerts import TopAlerts
+from pipelines.top_alerts import IncidentView, TopAlerts
 
 DEFAULT_CONFIG = "configs/pipeline.yml"
 
@@ -278,6 +279,10 @@ def cmd_tail(args: argparse.Namespace) -> int:
     )
 
     bootstrap, options = _connection(args)
+    topic_name = args.topic or ("security-scores" if args.events else "security-incidents")
+    view: TopAlerts | IncidentView = (
+        TopAlerts(args.top, args.anomalies_only) if args.events else IncidentView(args.top)
+    )
     consumer = Consumer(
         {
             **options,
@@ -288,13 +293,19 @@ def cmd_tail(args: argparse.Namespace) -> int:
         }
     )
     try:
-        meta = consumer.list_topics(args.topic, timeout=10)
-        topic = meta.topics.get(args.topic)
+        meta = consumer.list_topics(topic_name, timeout=10)
+        topic = meta.topics.get(topic_name)
         if topic is None or topic.error is not None or not topic.partitions:
-            raise CLIError(f"topic not found: {args.topic}")
+            hint = (
+                ""
+                if args.events or args.topic
+                else " (the pipeline writes incidents with incidents.enabled; --events shows "
+                "the score records)"
+            )
+            raise CLIError(f"topic not found: {topic_name}{hint}")
         start = OFFSET_BEGINNING if args.from_beginning else OFFSET_END
-        consumer.assign([TopicPartition(args.topic, p, start) for p in topic.partitions])
-        top = TopAlerts(args.top, args.anomalies_only)
+        consumer.assign([TopicPartition(topic_name, p, start) for p in topic.partitions])
+        top = view
         interactive = sys.stdout.isatty() and not args.once
         next_draw = time.monotonic() + args.interval
         idle_since = time.monotonic()
@@ -307,9 +318,8 @@ def cmd_tail(args: argparse.Namespace) -> int:
                     rec = orjson.loads(m.value() or b"")
                 except orjson.JSONDecodeError:
                     continue
-                if not isinstance(rec, dict) or "anomaly_score" not in rec:
-                    continue
-                top.add(rec)
+                if isinstance(rec, dict):
+                    top.add(rec)
             now = time.monotonic()
             if messages:
                 idle_since = now
@@ -381,12 +391,17 @@ def register(sub: Any) -> None:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_produce)
 
-    t = sub.add_parser("tail", help="live view of the highest scores with their reasons")
+    t = sub.add_parser(
+        "tail", help="live view of the top incidents in words (--events: scored events)"
+    )
     _connection_args(t)
-    t.add_argument("--topic", default="security-scores")
+    t.add_argument("--topic", help="default security-incidents (with --events: security-scores)")
+    t.add_argument(
+        "--events", action="store_true", help="score records (the raw view), not incidents"
+    )
     t.add_argument("--top", type=int, default=15)
     t.add_argument("--from-beginning", action="store_true")
-    t.add_argument("--anomalies-only", action="store_true")
+    t.add_argument("--anomalies-only", action="store_true", help="with --events: flagged only")
     t.add_argument("--interval", type=float, default=1.0, help="seconds between redraws")
     t.add_argument("--once", action="store_true", help="print once when the topic goes idle")
     t.add_argument("--idle-exit", type=float, default=2.0, help="with --once: idle seconds")

@@ -13,6 +13,7 @@ from pydantic import Field
 from modelling.config import CentralizedConfig
 from morpheus_ext.config_io import ConfigError, StrictModel, dump_config, load_config
 from morpheus_ext.stages.postprocess.fingerprint.config import FingerprintConfig
+from morpheus_ext.stages.postprocess.incidents import IncidentConfig
 from morpheus_ext.stages.postprocess.leakage import LeakageConfig
 from synthetic import SyntheticConfig
 
@@ -32,3 +33,5 @@ class DemoConfig(StrictModel):
     """Per-entity baselines (docs/fingerprinting.md); ``enabled: true`` turns them on."""
     leakage: LeakageConfig | None = None
     """Leakage detector (docs/triage.md); ``enabled: true`` turns it on."""
+    incidents: IncidentConfig | None = None
+    """Flagged records grouped into incidents (docs/triage.md); ``enabled: true`` turns it on."""

@@ -2,8 +2,8 @@
 
 Synthetic auth + netflow events -> train (or take the committed version 1) -> stream a fresh
 day of events through the in-process pipeline (progress bar, live events/s) -> score records,
-dead letters, metrics, an HTML report and the top alerts with their reasons in one run
-directory.
+dead letters, incidents, metrics, an HTML report and the top incidents and alerts with their
+reasons in one run directory.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import pandas as pd
 from modelling.centralized import train_centralized
 from modelling.evaluation import compute_metrics
 from modelling.evaluation.evaluate import ScoredFrame, evaluate
+from modelling.evaluation.incident_metrics import incident_metrics
 from modelling.rundir import new_run_dir, write_json
 from morpheus_ext.config_io import dump_config
 from morpheus_ext.feature_spec import load_spec
@@ -27,6 +28,7 @@ from morpheus_ext.stages.inference.inprocess import InProcessEngine
 from morpheus_ext.stages.input.sources import jsonl_file_source
 from morpheus_ext.stages.output.files import JsonlSink
 from morpheus_ext.stages.postprocess.fingerprint import EntityBaselines, FingerprintConfig
+from morpheus_ext.stages.postprocess.incidents import IncidentTracker, render_incidents
 from morpheus_ext.stages.postprocess.leakage import leakage_detector
 from morpheus_ext.stages.preprocess.featurizer import Featurizer
 from pipelines.config import DemoConfig
@@ -38,6 +40,8 @@ log = logging.getLogger(__name__)
 
 TOP_ALERTS = 10
 """Alerts listed at the end of the demo (and in ``top_alerts.txt``), as ``secureai tail``."""
+TOP_INCIDENTS = 10
+"""Incidents listed at the end of the demo (and in ``top_incidents.txt``)."""
 
 
 @dataclass
@@ -46,7 +50,9 @@ class DemoResult:
     metrics: dict[str, Any]
     stream: dict[str, Any]
     top_alerts: str = ""
-    """The highest-ranked flagged records with their reasons (the analyst's first look)."""
+    """The highest-ranked flagged records with their reasons."""
+    top_incidents: str = ""
+    """The most severe incidents in words (the analyst's first look), with incidents on."""
 
 
 def run_demo(config: DemoConfig, progress: bool = True) -> DemoResult:
@@ -64,23 +70,40 @@ def run_demo(config: DemoConfig, progress: bool = True) -> DemoResult:
     featurizer = Featurizer(spec)
     engine = InProcessEngine(repository, spec.spec_hash)
     baselines = _baselines(config, featurizer, engine)
+    tracker = (
+        IncidentTracker(config.incidents)
+        if config.incidents is not None and config.incidents.enabled
+        else None
+    )
     pipeline = ScoringPipeline(
-        featurizer, engine, baselines=baselines, leakage=leakage_detector(config.leakage)
+        featurizer,
+        engine,
+        baselines=baselines,
+        leakage=leakage_detector(config.leakage),
+        incidents=tracker,
     )
     kept: list[BatchResult] = []
     with (
         JsonlSink(run_dir / "scores.jsonl") as scores,
         JsonlSink(run_dir / "rejects.jsonl") as rejects,
+        JsonlSink(run_dir / "incidents.jsonl") as incident_log,
     ):
+
+        def keep(result: BatchResult) -> None:
+            kept.append(result)
+            incident_log.write(result.incidents)  # each revision as it happens (key: id)
+
         stats = run_batches(
             pipeline,
             jsonl_file_source(events, config.batch_size),
             scores.write,
             rejects.write,
-            on_result=kept.append,
+            on_result=keep,
             total=config.stream.n_events,
             progress=progress,
         )
+        if tracker is not None:
+            incident_log.write(tracker.close_all())  # the stream ended: every incident closes
     write_json(run_dir / "stream.json", stats.as_dict())
 
     done = [r for r in kept if r.featurized is not None and r.outputs]
@@ -100,6 +123,7 @@ def run_demo(config: DemoConfig, progress: bool = True) -> DemoResult:
         stats.rejected,
         stats.seconds,
     )
+    incidents = tracker.records() if tracker is not None else None
     metrics = evaluate(
         scored,
         run_dir,
@@ -119,12 +143,18 @@ def run_demo(config: DemoConfig, progress: bool = True) -> DemoResult:
     if baselines is not None and labels is not None:
         metrics["fingerprint"] = _fingerprint_metrics(baselines, done, labels, kinds)
         baselines.checkpoint(run_dir / "baselines.npz", {f"{events}:0": stats.events_in})
+    top_incidents = ""
+    if tracker is not None and incidents is not None:
+        ids = frame[spec.event_id].tolist() if spec.event_id in frame else []
+        metrics["incidents"] = incident_metrics(incidents, ids, kinds, tracker.incident_of)
+        top_incidents = render_incidents(incidents, TOP_INCIDENTS)
+        (run_dir / "top_incidents.txt").write_text(top_incidents + "\n")
     write_json(run_dir / "metrics.json", metrics)
     top = TopAlerts(TOP_ALERTS, anomalies_only=True)
     for result in done:
         top.extend(result.records)
     (run_dir / "top_alerts.txt").write_text(top.render() + "\n")
-    return DemoResult(run_dir, metrics, stats.as_dict(), top.render())
+    return DemoResult(run_dir, metrics, stats.as_dict(), top.render(), top_incidents)
 
 
 def _baselines(

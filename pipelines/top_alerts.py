@@ -1,9 +1,11 @@
-"""The analyst's short list: the highest-ranked score records of a stream, with their reasons.
+"""The analyst's short lists: the top incidents, and the highest-ranked score records.
 
-One home for the table that ``secureai tail`` redraws live and ``secureai demo`` prints at the
-end: records ranked by ``combined_score`` when fingerprinting is on (model + entity baseline),
-else by ``anomaly_score``; reasons in words where a record has them (the fingerprint's
-``text``), else the model's ``field=value (z ...)``.
+One home for the tables that ``secureai tail`` redraws live and ``secureai demo`` prints at the
+end. :class:`IncidentView` keeps each incident's latest revision and shows the most severe in
+words (``tail``'s default). :class:`TopAlerts` (``tail --events``) ranks records by
+``combined_score`` when fingerprinting is on (model + entity baseline), else by
+``anomaly_score``; reasons in words where a record has them (the fingerprint's ``text``), else
+the model's ``field=value (z ...)``.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable
 from typing import Any
+
+from morpheus_ext.stages.postprocess.incidents import render_incidents
 
 
 def flagged(record: dict[str, Any]) -> bool:
@@ -70,6 +74,8 @@ class TopAlerts:
         self._top: list[tuple[float, int, dict[str, Any]]] = []
 
     def add(self, record: dict[str, Any]) -> None:
+        if "anomaly_score" not in record:
+            return  # not a score record
         self.seen += 1
         alert = flagged(record)
         self.anomalies += alert
@@ -88,3 +94,35 @@ class TopAlerts:
     def render(self) -> str:
         top = [(score, -order, rec) for score, order, rec in self._top]
         return render_top(top, self.seen, self.anomalies)
+
+
+class IncidentView:
+    """The latest revision of every incident read so far; renders the ``size`` most severe.
+
+    >>> view = IncidentView(5)
+    >>> base = {"incident_id": "inc-1", "entities": ["u1"], "event_count": 1, "max_score": 3.5,
+    ...         "combined_score": 1.2, "severity": "low", "first_seen": "2026-11-01T08:00:00Z",
+    ...         "reasons": [{"field": "country", "text": "unusual country=RU", "events": 1}]}
+    >>> view.add({**base, "revision": 1})
+    >>> view.add({**base, "revision": 2, "event_count": 4, "severity": "medium"})
+    >>> view.add({**base, "revision": 1})        # a replayed copy of an older revision
+    >>> print(view.render().splitlines()[0])
+    1 incidents from 4 flagged events (1 medium); top 1
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.seen = 0
+        self.latest: dict[str, dict[str, Any]] = {}
+
+    def add(self, record: dict[str, Any]) -> None:
+        iid = record.get("incident_id")
+        if not isinstance(iid, str) or "revision" not in record:
+            return  # not an incident record
+        self.seen += 1
+        kept = self.latest.get(iid)
+        if kept is None or record["revision"] >= kept["revision"]:
+            self.latest[iid] = record
+
+    def render(self) -> str:
+        return render_incidents(list(self.latest.values()), self.size)

@@ -23,6 +23,17 @@ ANOMALY_KINDS: tuple[str, ...] = (
 OPT_IN_KINDS: tuple[str, ...] = ("leakage",)
 """Kinds generated only when named in ``anomaly_kinds`` (not by default)."""
 ALL_KINDS: tuple[str, ...] = ANOMALY_KINDS + OPT_IN_KINDS
+INJECTED_FIELDS: dict[str, frozenset[str]] = {
+    "brute_force": frozenset({"result", "auth_method", "country", "device", "user_agent"}),
+    "impossible_travel": frozenset({"country"}),
+    "unusual_hour": frozenset({"hour", "weekday"}),
+    "new_device": frozenset({"device", "user_agent"}),
+    "exfiltration": frozenset({"bytes_out", "bytes_in", "packets", "duration_ms", "tcp_flags"}),
+    "port_scan": frozenset({"dst_port", "tcp_flags", "packets", "bytes_in", "bytes_out"}),
+    "leakage": frozenset({"url", "user_agent", "message"}),
+}
+"""Per kind, the fields the generator makes unusual: a reason naming one of them explains the
+attack (how incidents are judged, docs/results.md)."""
 AUTH_KINDS: frozenset[str] = frozenset(
     {"brute_force", "impossible_travel", "unusual_hour", "new_device", "leakage"}
 )

@@ -25,6 +25,7 @@ from morpheus_ext.stages.input.kafka_source import MANAGED_CONSUMER_KEYS
 from morpheus_ext.stages.output.kafka_sink import MANAGED_PRODUCER_KEYS
 from morpheus_ext.stages.output.training_window import TrainingWindowConfig
 from morpheus_ext.stages.postprocess.fingerprint.config import FingerprintConfig
+from morpheus_ext.stages.postprocess.incidents import IncidentConfig
 from morpheus_ext.stages.postprocess.leakage import LeakageConfig
 from morpheus_ext.stages.preprocess.decode import DEFAULT_MAX_EVENT_BYTES
 from pipelines.engines import InferenceConfig
@@ -59,6 +60,8 @@ class KafkaSettings(StrictModel):
     group_id: str = Field(default="secureai-scoring", min_length=1)
     scores_topic: str = "security-scores"
     dead_letter_topic: str = "security-events-dlq"
+    incidents_topic: str = "security-incidents"
+    """With ``incidents.enabled``: incident records (key = incident id; compacted topic)."""
     batch_size: int = Field(default=4096, ge=1, le=100_000)
     """A batch closes at this many events ..."""
     batch_timeout_ms: int = Field(default=50, ge=1, le=60_000)
@@ -102,11 +105,14 @@ class KafkaSettings(StrictModel):
         self.common = _expand_env(self.common, "kafka.common")
         self.consumer = _expand_env(self.consumer, "kafka.consumer")
         self.producer = _expand_env(self.producer, "kafka.producer")
-        outputs = {self.scores_topic, self.dead_letter_topic}
-        if outputs & set(self.topics):
-            raise ValueError("scores_topic and dead_letter_topic must differ from the input topics")
-        if self.scores_topic == self.dead_letter_topic:
-            raise ValueError("scores_topic and dead_letter_topic must differ")
+        outputs = [self.scores_topic, self.dead_letter_topic, self.incidents_topic]
+        if set(outputs) & set(self.topics):
+            raise ValueError(
+                "scores_topic, dead_letter_topic and incidents_topic must differ from the input "
+                "topics"
+            )
+        if len(set(outputs)) < len(outputs):
+            raise ValueError("scores_topic, dead_letter_topic and incidents_topic must differ")
         return self
 
     def consumer_options(self) -> dict[str, Any]:
@@ -165,6 +171,9 @@ class PipelineConfig(StrictModel):
     """Per-entity baselines, checkpointed with the consumed offsets (docs/fingerprinting.md)."""
     leakage: LeakageConfig | None = None
     """Secrets in event fields found, masked and reported (docs/triage.md); null: off."""
+    incidents: IncidentConfig | None = None
+    """Flagged records grouped into incidents, emitted to ``kafka.incidents_topic`` with the
+    batch and checkpointed before its offsets commit (docs/triage.md); null: off."""
     training_window: TrainingWindowConfig | None = None
     """Keep the scored events on the site's disk for its sidecar's retraining (docs/loop.md);
     null: keep nothing."""

@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
@@ -26,6 +27,7 @@ from morpheus_ext.stages.input.kafka_source import TP, ConsumedBatch, KafkaSourc
 from morpheus_ext.stages.output.kafka_sink import (
     KafkaSinkStage,
     dead_letter_messages,
+    incident_messages,
     score_messages,
 )
 from pipelines.kafka.config import KafkaSettings
@@ -60,6 +62,9 @@ class DeliveryMode:
         self.abort = abort
         self.drain_by: float | None = None
         """Monotonic time the drain must end by (set at the first stop request)."""
+        self.before_commit: Callable[[], None] | None = None
+        """Called before offsets are committed (the incidents' checkpoint: the state must hold
+        every event below a committed offset)."""
         self._setup()
 
     def time_left(self) -> float:
@@ -95,13 +100,18 @@ class DeliveryMode:
     def drain(self) -> None:
         """At a clean stop: wait for acknowledgements and commit."""
 
-    def _messages(self, result: BatchResult) -> tuple[Messages, Messages]:
+    def _messages(self, result: BatchResult) -> tuple[Messages, Messages, Messages]:
         scores = score_messages(result.records)
         dead = dead_letter_messages(result.dead_letters, self.kafka.dead_letter_max_bytes)
-        return scores, dead
+        return scores, dead, incident_messages(result.incidents)
+
+    def _before_commit(self) -> None:
+        if self.before_commit is not None:
+            self.before_commit()
 
     def _count(self, batch: ConsumedBatch, result: BatchResult) -> None:
         self.summary.count(len(batch), len(result.records), len(result.dead_letters))
+        self.summary.incident_updates += len(result.incidents)
 
     def _observe(self, batch: ConsumedBatch, result: BatchResult, delivered_at: float) -> None:
         n = len(result.records)
@@ -125,14 +135,15 @@ class AtLeastOnce(DeliveryMode):
         self._pending_latency: deque[tuple[Delivery, ConsumedBatch, BatchResult]] = deque()
 
     def emit(self, batch: ConsumedBatch, result: BatchResult) -> bool:
-        scores, dead = self._messages(result)
+        scores, dead, incidents = self._messages(result)
         delivery = Delivery(dict(batch.next_offsets), len(batch))
-        delivery.remaining = len(scores) + len(dead)
+        delivery.remaining = len(scores) + len(dead) + len(incidents)
         if delivery.remaining == 0:  # nothing to send (cannot happen: every value has an output)
             delivery.delivered_at = time.time()
         self.tracker.add(delivery)
         self.sink.produce_all(self.kafka.scores_topic, scores, delivery)
         self.sink.produce_all(self.kafka.dead_letter_topic, dead, delivery)
+        self.sink.produce_all(self.kafka.incidents_topic, incidents, delivery)
         self._count(batch, result)
         self._pending_latency.append((delivery, batch, result))
         self.sink.poll(0)
@@ -158,6 +169,8 @@ class AtLeastOnce(DeliveryMode):
         while pending and pending[0][0].done:
             delivery, batch, result = pending.popleft()
             self._observe(batch, result, delivery.delivered_at)
+        if offsets:
+            self._before_commit()
         if offsets and commit_offsets(self.source, offsets, asynchronous):
             self.summary.commits += 1
 
@@ -199,18 +212,20 @@ class ExactlyOnce(DeliveryMode):
 
     def emit(self, batch: ConsumedBatch, result: BatchResult) -> bool:
         k = self.kafka
-        scores, dead = self._messages(result)
+        scores, dead, incidents = self._messages(result)
         offsets = [TopicPartition(t, p, o) for (t, p), o in sorted(batch.next_offsets.items())]
         for attempt in range(1, 4):
             delivery = Delivery(dict(batch.next_offsets), len(batch))
-            delivery.remaining = len(scores) + len(dead)
+            delivery.remaining = len(scores) + len(dead) + len(incidents)
             try:
                 self.sink.begin_transaction()
                 self.sink.produce_all(k.scores_topic, scores, delivery)
                 self.sink.produce_all(k.dead_letter_topic, dead, delivery)
+                self.sink.produce_all(k.incidents_topic, incidents, delivery)
                 self.sink.send_offsets_to_transaction(
                     offsets, self.source.consumer.consumer_group_metadata(), k.transaction_timeout_s
                 )
+                self._before_commit()
                 self._commit_transaction()
             except KafkaException as exc:
                 err = exc.args[0]

@@ -56,6 +56,7 @@ from morpheus_ext.stages.postprocess.fingerprint.checkpointer import (
     BaselineCheckpointer,
     CheckpointInUse,
 )
+from morpheus_ext.stages.postprocess.incidents import IncidentTracker
 from morpheus_ext.stages.postprocess.leakage import leakage_detector
 from morpheus_ext.stages.preprocess.featurizer import Featurizer
 from pipelines.kafka.backlog import Backlog
@@ -144,6 +145,16 @@ class KafkaScoringRunner:
             path = fp.checkpoint_file(k.group_id)
             interval_s = fp.checkpoint_interval_s
         self.checkpointer = BaselineCheckpointer(self.baselines, path, interval_s)
+        # Incidents (docs/triage.md): their state is checkpointed before each offset commit,
+        # so every event below a committed offset is in it (a replay re-emits, never re-counts).
+        self.incidents = pipeline.incidents
+        self.incidents_path = (
+            config.incidents.checkpoint_file(k.group_id)
+            if self.incidents is not None and config.incidents is not None
+            else None
+        )
+        if self.incidents_path is not None:
+            self.delivery.before_commit = self._checkpoint_incidents
         # The site's training window (docs/loop.md): scored events for its sidecar, written by
         # a background thread; offering a batch never waits.
         self.window = (
@@ -185,6 +196,15 @@ class KafkaScoringRunner:
             self.checkpointer.open()
         except CheckpointInUse as exc:
             raise KafkaPipelineError(str(exc)) from None
+        if self.incidents is not None and self.incidents_path is not None:
+            try:
+                self.incidents.restore(self.incidents_path)
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                self.checkpointer.release()
+                raise KafkaPipelineError(
+                    f"incident checkpoint {self.incidents_path} unreadable ({exc}); move it "
+                    "away to start with no open incidents"
+                ) from None
         self.source.check_reachable(k.connect_timeout_s)
         self.delivery.start()
         if self.transactional_id:
@@ -208,6 +228,7 @@ class KafkaScoringRunner:
             self._drain()
             if not self._abort.is_set():
                 self._checkpoint()  # final: the state through everything scored
+                self._checkpoint_incidents()
         except BaseException:
             self._abort.set()
             raise
@@ -289,6 +310,11 @@ class KafkaScoringRunner:
     def _checkpoint(self) -> None:
         self.checkpointer.checkpoint()
         self.summary.checkpoints = self.checkpointer.checkpoints
+
+    def _checkpoint_incidents(self) -> None:
+        if self.incidents is not None and self.incidents_path is not None and self.incidents.dirty:
+            self.incidents.checkpoint(self.incidents_path)
+            self.summary.incident_checkpoints += 1
 
     def _checkpoint_if_due(self) -> None:
         self.checkpointer.checkpoint_if_due()
@@ -413,6 +439,7 @@ def build_pipeline(config: PipelineConfig) -> tuple[ScoringPipeline, InferenceEn
         config.max_event_bytes,
         baselines=_baselines(config, spec),
         leakage=leakage_detector(config.leakage),
+        incidents=_incidents(config),
     )
     return pipeline, engine
 
@@ -422,6 +449,11 @@ def _baselines(config: PipelineConfig, spec: FeatureSpec) -> EntityBaselines | N
     if fp is None or not fp.enabled:
         return None
     return EntityBaselines(spec, fp.baselines_config())
+
+
+def _incidents(config: PipelineConfig) -> IncidentTracker | None:
+    inc = config.incidents
+    return IncidentTracker(inc) if inc is not None and inc.enabled else None
 
 
 def run_pipeline(
@@ -442,6 +474,7 @@ def run_pipeline(
             config.max_event_bytes,
             baselines=_baselines(config, spec),
             leakage=leakage_detector(config.leakage),
+            incidents=_incidents(config),
         )
     if config.metrics_port:
         from prometheus_client import start_http_server

@@ -40,6 +40,9 @@ class RunSummary:
     rescored: int = 0
     """Fingerprinting: replayed events emitted again without learning them (already held by the
     restored baselines)."""
+    incident_updates: int = 0
+    """Incident records emitted (opened, updated, closed or re-emitted on a replay)."""
+    incident_checkpoints: int = 0
     window_rows: int = 0
     """Scored events kept in the site's training window."""
     window_rows_dropped: int = 0
@@ -72,6 +75,8 @@ class RunSummary:
                 f", replay after restart: {self.learned_only} learned only, "
                 f"{self.rescored} re-scored only"
             )
+        if self.incident_updates:
+            text += f", {self.incident_updates} incident updates"
         if self.window_rows or self.window_rows_dropped:
             text += f", {self.window_rows} kept in the training window"
             if self.window_rows_dropped:

@@ -372,7 +372,8 @@ def test_flagged_records_carry_reasons_in_words_and_tail_shows_them(
     )
     assert any(r["baseline"] == "entity" for r in flagged)
 
-    argv = ["tail", "--bootstrap-servers", kafka_broker.bootstrap, "--topic", topics.scores]
+    argv = ["tail", "--events", "--bootstrap-servers", kafka_broker.bootstrap]
+    argv += ["--topic", topics.scores]
     argv += ["--from-beginning", "--once", "--idle-exit", "1", "--top", "5", "--anomalies-only"]
     assert kafka_cli(argv) == 0
     lines = capsys.readouterr().out.strip().splitlines()

@@ -66,7 +66,7 @@ def test_tail_shows_the_highest_scores_with_reasons(
     producer.produce(topic, b"not a record")
     assert producer.flush(10) == 0
 
-    argv = ["tail", "--bootstrap-servers", kafka_broker.bootstrap, "--topic", topic]
+    argv = ["tail", "--events", "--bootstrap-servers", kafka_broker.bootstrap, "--topic", topic]
     assert kafka_cli([*argv, "--from-beginning", "--once", "--idle-exit", "1", "--top", "2"]) == 0
 
     lines = capsys.readouterr().out.strip().splitlines()

@@ -139,6 +139,12 @@ def score_messages(records: Sequence[dict[str, Any]]) -> list[tuple[bytes | None
     ]
 
 
+def incident_messages(records: Sequence[dict[str, Any]]) -> list[tuple[bytes | None, bytes]]:
+    """(key, value) per incident record: key = incident id, so a compacted topic keeps each
+    incident's latest revision and a replay's copy replaces, never adds."""
+    return [(r["incident_id"].encode(), orjson.dumps(r)) for r in records]
+
+
 def dead_letter_key(record: dict[str, Any]) -> bytes:
     return f"{record.get('source')}/{record.get('partition')}/{record.get('offset')}".encode()
 

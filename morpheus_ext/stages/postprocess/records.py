@@ -304,6 +304,8 @@ class ScoreRecords(Sequence[dict[str, Any]]):
         self.scored_at = scored_at or _now()
         self._n = len(batch.frame)
         self._dicts: list[dict[str, Any]] | None = None
+        self._lines: dict[bool, pa.StringArray] = {}
+        """The JSON lines once built (by newline): the incident stage and a sink share them."""
         self._inputs = RecordInputs(batch, outputs, featurizer, model, self.scored_at, fingerprint)
 
     # ------------------------------------------------------------------ Sequence
@@ -350,6 +352,31 @@ class ScoreRecords(Sequence[dict[str, Any]]):
     def anomalies(self) -> int:
         return int(np.count_nonzero(self.outputs["IS_ANOMALY"]))
 
+    def flagged_rows(self) -> np.ndarray:
+        """Rows an incident stage takes: the model's flag, the combined flag (baselines) or
+        a leaked secret (sorted)."""
+        flagged = np.asarray(self.outputs["IS_ANOMALY"]).reshape(-1).astype(bool)
+        if self.fingerprint is not None:
+            flagged = flagged | self.fingerprint.combined_anomaly
+        if self.leakage:
+            flagged = flagged.copy()
+            flagged[list(self.leakage)] = True
+        return np.flatnonzero(flagged)
+
+    def records_at(self, rows: np.ndarray) -> list[dict[str, Any]]:
+        """The records of ``rows`` as dicts, without building the others' (parsed from the
+        JSON lines, which the sinks then reuse)."""
+        if self._dicts is not None:
+            return [self._dicts[int(i)] for i in rows]
+        if len(rows) == 0:
+            return []
+        lines = self._lines.get(False)
+        if lines is None:
+            lines = self._lines.get(True)
+        if lines is None:
+            lines = self._json_array(False)
+        return [orjson.loads(line) for line in pybytes(lines.take(pa.array(rows)))]
+
     def event_ids(self) -> pa.Array:
         """The records' ``event_id`` values (strings, null where none)."""
         return self._inputs.event_ids()
@@ -375,6 +402,12 @@ class ScoreRecords(Sequence[dict[str, Any]]):
         return data.slice(int(offsets[0]), int(offsets[self._n] - offsets[0])).to_pybytes()
 
     def _json_array(self, newline: bool) -> pa.StringArray:
+        cached = self._lines.get(newline)
+        if cached is None:
+            cached = self._lines[newline] = self._build_json_array(newline)
+        return cached
+
+    def _build_json_array(self, newline: bool) -> pa.StringArray:
         inputs = self._inputs
         parts: list[Any] = []
         for i, field in enumerate(_fields(self.fingerprint)):
