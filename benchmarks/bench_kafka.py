@@ -81,6 +81,7 @@ def measure_throughput(
     inference: dict[str, Any] | None = None,
     fingerprint: dict[str, Any] | None = None,
     training_window: dict[str, Any] | None = None,
+    stages: dict[str, Any] | None = None,
 ) -> tuple[float, float, float]:
     """events/s, pipeline CPU µs/event (all processes), broker CPU µs/event.
 
@@ -95,10 +96,13 @@ def measure_throughput(
     assert broker.pid is not None
     topic = f"tput-{uuid.uuid4().hex[:8]}"
     scores = f"{topic}-scores"
-    ensure_topics(bootstrap, {topic: PARTITIONS, scores: PARTITIONS, f"{topic}-dlq": 1})
+    topics = {topic: PARTITIONS, scores: PARTITIONS, f"{topic}-dlq": 1}
+    if stages and "incidents" in stages:
+        topics[f"{topic}-incidents"] = 1
+    ensure_topics(bootstrap, topics)
     produce_all(bootstrap, topic, events)
     config = pipeline_config(
-        bootstrap, topic, eos, inference, fingerprint, training_window, batch_size=8192
+        bootstrap, topic, eos, inference, fingerprint, training_window, stages, batch_size=8192
     )
     # exactly-once: a reader of the records; at-least-once: a client of the pipeline's group
     # that never joins it (no assignment, so it fetches nothing), for the committed offsets

@@ -102,12 +102,18 @@ def pipeline_config(
     inference: dict[str, Any] | None = None,
     fingerprint: dict[str, Any] | None = None,
     training_window: dict[str, Any] | None = None,
+    stages: dict[str, Any] | None = None,
     **kafka: Any,
 ) -> dict[str, Any]:
+    """``stages``: more top-level sections (``incidents``, ``leakage``); with ``incidents``,
+    its topic is ``<topic>-incidents``."""
     name = uuid.uuid4().hex[:8]
     extra: dict[str, Any] = {"fingerprint": fingerprint} if fingerprint else {}
     if training_window:
         extra["training_window"] = training_window
+    extra.update(stages or {})
+    if "incidents" in extra:
+        kafka.setdefault("incidents_topic", f"{topic}-incidents")
     return {
         **extra,
         "kafka": {

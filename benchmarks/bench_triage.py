@@ -1,0 +1,106 @@
+"""Cost of the triage stages on `secureai run`: incidents and the leakage detector, on vs off.
+
+    python benchmarks/bench_triage.py --out docs/benchmarks.md
+
+The same measurement as ``bench_window.py`` and the Kafka throughput rows of ``bench_kafka.py``
+(a fresh Tansu broker per run, the pipeline as its own process exactly as ``secureai run``, 1
+process at-least-once, in-process engine; a backlog produced first, then drained; events/s from
+the group's first to its last commit; pipeline CPU per event from /proc), for four variants run
+in turn, ``--repeats`` times each: off, incidents, leakage (the demo's named fields), both.
+Incidents add their topic to each batch's delivery and a checkpoint before each commit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench_kafka import measure_throughput
+from kafka_harness import IN_PROCESS, event_values
+from report import ROOT, git_commit, machine_info, update_section
+
+sys.path.insert(0, str(ROOT))
+from scripts.kafka.broker import KafkaBroker
+
+LEAKAGE = {"enabled": True, "fields": ["user_agent", "url", "message"]}
+VARIANTS = ("off", "incidents", "leakage", "both")
+
+
+def stages(variant: str, checkpoint: Path) -> dict[str, Any]:
+    incidents = {"enabled": True, "site": "bench", "checkpoint_path": str(checkpoint)}
+    return {
+        "off": {},
+        "incidents": {"incidents": incidents},
+        "leakage": {"leakage": LEAKAGE},
+        "both": {"incidents": incidents, "leakage": LEAKAGE},
+    }[variant]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--events", type=int, default=200_000, help="backlog per run")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each variant")
+    parser.add_argument("--out", help="Markdown file to update (section between markers)")
+    args = parser.parse_args()
+    events = event_values(args.events, seed=5)
+    workdir = Path(tempfile.mkdtemp(prefix="bench-triage-"))
+    load_before = os.getloadavg()[0]
+    rates: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    cpu: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    for rep in range(args.repeats):
+        for variant in VARIANTS:
+            extra = stages(variant, workdir / f"incidents-{rep}-{variant}.json")
+            with KafkaBroker(workdir) as broker:
+                rate, pipe_us, _ = measure_throughput(
+                    broker, workdir, events, 1, False, IN_PROCESS, None, None, extra
+                )
+            rates[variant].append(rate)
+            cpu[variant].append(pipe_us)
+            print(f"{variant}, run {rep + 1}: {rate:,.0f} events/s, {pipe_us:.1f} µs/event")
+    shutil.rmtree(workdir, ignore_errors=True)
+    base = statistics.median(rates["off"])
+    base_cpu = statistics.median(cpu["off"])
+    load = f"1-min load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after"
+    command = "python benchmarks/bench_triage.py " + " ".join(sys.argv[1:])
+    lines = [
+        "## Triage stages cost (`secureai run` with `incidents:` and `leakage:`)",
+        "",
+        f"- Machine: {machine_info()}",
+        f"- Command: `{command}` (commit {git_commit()}, {datetime.now(UTC):%Y-%m-%d})",
+        f"- {args.events:,} events per run (2% attacks), 1 pipeline process, at-least-once, "
+        "in-process engine (1 ORT thread), fresh broker per run, variants in turn, "
+        f"{args.repeats} runs each; leakage scans the demo's fields {LEAKAGE['fields']}; {load}.",
+        "",
+        "| stages | events/s (median) | runs | cost (events/s) | pipeline CPU µs/event "
+        "(median) | CPU cost |",
+        "|---|---:|---|---:|---:|---:|",
+    ]
+    for v in VARIANTS:
+        rate, us = statistics.median(rates[v]), statistics.median(cpu[v])
+        lines.append(
+            f"| {v} | {rate:,.0f} | {', '.join(f'{r:,.0f}' for r in rates[v])} | "
+            f"{1 - rate / base:.1%} | {us:.1f} | {us / base_cpu - 1:+.1%} |"
+        )
+    both = 1 - statistics.median(rates["both"]) / base
+    lines += [
+        "",
+        f"Incidents + leakage together cost {both:.1%} of events/s (target: <= 15%). This VM's "
+        "throughput drifts by +-15% between runs (see the runs column): compare medians and "
+        "the CPU per event.",
+    ]
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        update_section(Path(args.out), "bench_triage", text.splitlines())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
