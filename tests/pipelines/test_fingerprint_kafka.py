@@ -33,6 +33,7 @@ from morpheus_ext.pipeline import ScoringPipeline
 from morpheus_ext.stages.inference.inprocess import InProcessEngine
 from morpheus_ext.stages.input.sources import Origin, RawBatch
 from morpheus_ext.stages.postprocess.fingerprint import EntityBaselines, FingerprintConfig
+from morpheus_ext.stages.postprocess.incidents import latest_revisions
 from morpheus_ext.stages.preprocess.featurizer import Featurizer
 from pipelines.config import DemoConfig
 from pipelines.demo import _baselines as demo_baselines
@@ -488,3 +489,13 @@ def test_demo_ends_with_the_top_alerts_and_their_reasons_in_words(
     words = ("never seen for", "the median of", "usual hours of", "for the population", "rare for")
     words += ("occasional for", "usual for")
     assert all(any(w in line for w in words) for line in lines[2:]), lines
+    # ... and, before them, the top incidents in words, with their metrics
+    incidents = (result.run_dir / "top_incidents.txt").read_text().strip().splitlines()
+    assert incidents == result.top_incidents.splitlines() and len(incidents) == 2 + 10
+    assert all(any(w in line for w in words) for line in incidents[2:]), incidents
+    m = result.metrics["incidents"]
+    assert 0 < m["incidents"] < m["flagged_events"]
+    assert m["attacks_in_incident"] > 0.8 and m["attacks_explained_top1"] > 0.5
+    log = [orjson.loads(line) for line in (result.run_dir / "incidents.jsonl").open("rb")]
+    assert len(latest_revisions(log)) == m["incidents"]
+    assert all(r["status"] == "closed" for r in latest_revisions(log).values())
