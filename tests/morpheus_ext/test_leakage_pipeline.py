@@ -20,6 +20,11 @@ from morpheus_ext.pipeline import ScoringPipeline, run_batches
 from morpheus_ext.stages.inference.inprocess import InProcessEngine
 from morpheus_ext.stages.input.sources import Origin, RawBatch, file_source
 from morpheus_ext.stages.output.files import JsonlSink
+from morpheus_ext.stages.postprocess.incidents import (
+    IncidentConfig,
+    IncidentTracker,
+    latest_revisions,
+)
 from morpheus_ext.stages.postprocess.leakage import LeakageConfig, LeakageDetector
 from morpheus_ext.stages.postprocess.records import ScoreRecords, score_record_schema
 from morpheus_ext.stages.preprocess.featurizer import Featurizer
@@ -54,9 +59,23 @@ def _run(stream: pd.DataFrame, tmp: Path, leakage: bool) -> tuple[list[dict], li
     with events.open("ab") as fh:
         fh.write(b"\n".join(BAD_LINES) + b"\n")
     detector = LeakageDetector(LeakageConfig(enabled=True)) if leakage else None
-    pipeline = ScoringPipeline(Featurizer(SPEC), ENGINE, leakage=detector)
-    with JsonlSink(tmp / "scores.jsonl") as scores, JsonlSink(tmp / "dead.jsonl") as dead:
-        run_batches(pipeline, file_source(events, 512), scores.write, dead.write, progress=False)
+    tracker = IncidentTracker(IncidentConfig(enabled=True, site="s")) if leakage else None
+    pipeline = ScoringPipeline(Featurizer(SPEC), ENGINE, leakage=detector, incidents=tracker)
+    with (
+        JsonlSink(tmp / "scores.jsonl") as scores,
+        JsonlSink(tmp / "dead.jsonl") as dead,
+        JsonlSink(tmp / "incidents.jsonl") as incidents,
+    ):
+        run_batches(
+            pipeline,
+            file_source(events, 512),
+            scores.write,
+            dead.write,
+            on_result=lambda result: incidents.write(result.incidents),
+            progress=False,
+        )
+        if tracker is not None:
+            incidents.write(tracker.close_all())
     read = [orjson.loads(x) for x in (tmp / "scores.jsonl").read_bytes().splitlines()]
     return read, [orjson.loads(x) for x in (tmp / "dead.jsonl").read_bytes().splitlines()]
 
@@ -71,6 +90,7 @@ def test_planted_secrets_are_reported_and_appear_nowhere(
     outputs = [
         (tmp_path / "scores.jsonl").read_bytes(),
         (tmp_path / "dead.jsonl").read_bytes(),
+        (tmp_path / "incidents.jsonl").read_bytes(),
         caplog.text.encode(),
         json.dumps([r.getMessage() for r in caplog.records]).encode(),
     ]
@@ -97,6 +117,13 @@ def test_planted_secrets_are_reported_and_appear_nowhere(
         assert first["leakage"] == row["leak_type"] and "(masked)" in first["text"]
         assert f"[REDACTED:{row['leak_type']}]" in first["value"]
     assert sorted(set(planted["leak_type"])) == sorted(LEAK_TYPES)
+
+    # the leaks joined incidents, which name the types (never the secrets: scanned above)
+    log = [orjson.loads(x) for x in (tmp_path / "incidents.jsonl").read_bytes().splitlines()]
+    leaked_in = {t["type"] for r in latest_revisions(log).values() for t in r["leakage"]}
+    assert leaked_in == set(LEAK_TYPES)
+    members = {e for r in latest_revisions(log).values() for e in r["event_ids"]}
+    assert set(planted.index) <= members
 
     # dead letters keep the event, masked
     by_id = {d["offset"]: d for d in dead}
