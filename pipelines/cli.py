@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -305,21 +306,37 @@ def cmd_score(args: argparse.Namespace) -> int:
         from morpheus_ext.stages.postprocess.leakage import LeakageConfig, LeakageDetector
 
         leakage = LeakageDetector(LeakageConfig(enabled=True))
-    pipeline = ScoringPipeline(Featurizer(spec), engine, leakage=leakage)
+    tracker = None
+    if args.incidents:
+        from morpheus_ext.stages.postprocess.incidents import IncidentConfig, IncidentTracker
+
+        tracker = IncidentTracker(IncidentConfig(enabled=True, site=args.site))
+    pipeline = ScoringPipeline(Featurizer(spec), engine, leakage=leakage, incidents=tracker)
     out = Path(args.out)
     rejects_path = Path(args.rejects or out.with_name(out.stem + ".rejects.jsonl"))
-    with JsonlSink(out) as scores, JsonlSink(rejects_path) as rejects:
+    incidents_path = out.with_name(out.stem + ".incidents.jsonl")
+    with (
+        JsonlSink(out) as scores,
+        JsonlSink(rejects_path) as rejects,
+        contextlib.ExitStack() as stack,
+    ):
+        log = stack.enter_context(JsonlSink(incidents_path)) if tracker is not None else None
         stats = run_batches(
             pipeline,
             file_source(args.events, args.batch_size),
             scores.write,
             rejects.write,
+            on_result=None if log is None else (lambda result: log.write(result.incidents)),
             progress=not args.no_progress,
         )
+        if tracker is not None and log is not None:
+            log.write(tracker.close_all())
     print(
         f"{stats.events_in} events: {stats.scored} scored -> {out}, {stats.rejected} rejected "
         f"-> {rejects_path}, {stats.anomalies} flagged, {stats.events_per_s:,.0f} events/s"
     )
+    if tracker is not None:
+        print(f"{tracker.opened} incidents (every revision) -> {incidents_path}")
     return 0
 
 
@@ -458,6 +475,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="find and mask secrets in event fields (docs/triage.md)",
     )
+    s.add_argument(
+        "--incidents",
+        action="store_true",
+        help="group flagged records into incidents -> <out>.incidents.jsonl (docs/triage.md)",
+    )
+    s.add_argument("--site", help="with --incidents: the site name incidents carry")
     s.set_defaults(func=cmd_score)
 
     g = sub.add_parser("generate", help="write labelled synthetic events (JSONL or Parquet)")
