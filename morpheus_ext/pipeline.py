@@ -274,7 +274,13 @@ class ScoringPipeline:
             self.metrics.batch_latency.labels("records").observe(time.perf_counter() - start)
             if self.incidents is not None:
                 start = time.perf_counter()
+                opened = self.incidents.opened
                 incidents = self.incidents.observe_batch(records, prepared.featurized)
+                self.metrics.incidents_opened.inc(self.incidents.opened - opened)
+                self.metrics.incidents_open.set(len(self.incidents))
+                for r in incidents:
+                    if r["status"] == "closed":
+                        self.metrics.incidents_closed.labels(r["severity"]).inc()
                 self.metrics.batch_latency.labels("incidents").observe(time.perf_counter() - start)
             self.metrics.model_version.labels(self.engine.info.name).set(
                 float(outputs["MODEL_VERSION"].reshape(-1)[-1])

@@ -52,6 +52,22 @@ class PipelineMetrics:
         self.anomalies = Counter(
             "secureai_anomalies_total", "Events flagged anomalous.", registry=registry
         )
+        self.incidents_open = Gauge(
+            "secureai_incidents_open",
+            "Incidents open in this process's incident stage (bounded by incidents.max_open).",
+            registry=registry,
+        )
+        self.incidents_opened = Counter(
+            "secureai_incidents_opened_total",
+            "Incidents opened by the incident stage.",
+            registry=registry,
+        )
+        self.incidents_closed = Counter(
+            "secureai_incidents_closed_total",
+            "Incidents closed, by severity (low | medium | high | critical).",
+            ["severity"],
+            registry=registry,
+        )
         self.batch_latency = Histogram(
             "secureai_batch_latency_seconds",
             "Wall time to process one batch (decode to records), by stage.",

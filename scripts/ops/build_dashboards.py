@@ -116,6 +116,20 @@ INFERENCE = [
                 description="Flagged events; the ratio should sit near the calibrated FPR.",
             ),
             Panel(
+                "Incidents: open, opened and closed by severity",
+                [
+                    ("sum(secureai_incidents_open)", "open"),
+                    (f"sum(rate(secureai_incidents_opened_total{R}))", "opened/s"),
+                    (
+                        f"sum by (severity) (rate(secureai_incidents_closed_total{R}))",
+                        "closed/s {{severity}}",
+                    ),
+                ],
+                unit="short",
+                description="The incident stage (docs/triage.md): flagged events grouped by "
+                "entity, reasons and session gap; open is bounded by incidents.max_open.",
+            ),
+            Panel(
                 "Training window: events kept and not kept per second",
                 [
                     (f"sum(rate(secureai_window_rows_written_total{R}))", "kept"),
