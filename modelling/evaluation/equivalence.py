@@ -77,6 +77,23 @@ class Tolerance:
     auroc_abs: float = 1e-3
 
 
+ACROSS_CPU_FAMILIES = Tolerance(
+    score_rel=float("inf"),
+    rank_correlation=0.7,
+    threshold_rel=0.35,
+    flag_agreement=0.99,
+    auroc_abs=0.005,
+)
+"""What a retrain on *another* CPU family is held to: a training of the same quality, not the
+same weights. On an Intel Xeon with AMX (Sapphire Rapids) the pinned kernels still gave other
+bytes than the AMD EPYC the committed version was trained on (docs/reproducibility.md,
+measured 2026-12-05), and the difference was as large as a change of seed. So across CPUs the
+per-event score checks are off and the model-level ones are at the size of a seed change:
+the same manifest and encoder, AUROC within 0.005, >= 99% of events flagged alike, threshold
+within 35%, Spearman >= 0.7. A broken training (another architecture, data, spec, calibration
+target, or a collapsed model) still fails."""
+
+
 @dataclass
 class VersionComparison:
     """The numbers behind the verdict, and one line per failed check."""

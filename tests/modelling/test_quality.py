@@ -9,7 +9,7 @@ import yaml
 
 from modelling.centralized import load_source
 from modelling.config import CentralizedConfig
-from modelling.evaluation.equivalence import compare_versions
+from modelling.evaluation.equivalence import ACROSS_CPU_FAMILIES, compare_versions
 from morpheus_ext.config_io import load_config
 from morpheus_ext.feature_spec import load_spec
 from morpheus_ext.stages.preprocess.featurizer import Featurizer
@@ -53,10 +53,12 @@ def test_nsl_kdd_reaches_the_published_bar(
 def test_synthetic_default_reaches_auroc_095_and_reproduces_version_1(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """`make models` (configs/centralized.yml) gives a version equivalent to the committed one
-    on any x86-64 CPU (docs/reproducibility.md): same manifest fields, same scores on the
-    config's public test batch within the measured tolerances. Byte equality is checked on one
-    machine (tests/modelling/test_reproducibility.py), where it is promised."""
+    """`make models` (configs/centralized.yml) gives a version of the committed one's quality
+    on any x86-64 CPU (docs/reproducibility.md): the same manifest fields and encoder, and on
+    the config's public test batch AUROC within 0.005, >= 99% of events flagged alike, the
+    threshold within 35% (``ACROSS_CPU_FAMILIES``: another CPU family trains other weights, as
+    a change of seed does). Byte equality is checked on one machine
+    (tests/modelling/test_reproducibility.py), where it is promised."""
     repo = tmp_path / "repo"
     metrics = _train(
         REPO_ROOT / "configs" / "centralized.yml", tmp_path, capsys, ["--publish", str(repo)]
@@ -69,6 +71,10 @@ def test_synthetic_default_reaches_auroc_095_and_reproduces_version_1(
     frame, _ = load_source(config.data.test, spec)
     batch = featurizer.transform(frame)
     report = compare_versions(
-        repo, REPO_ROOT / "triton_model_repository", batch.tensor, featurizer.labels(batch.frame)
+        repo,
+        REPO_ROOT / "triton_model_repository",
+        batch.tensor,
+        featurizer.labels(batch.frame),
+        tolerance=ACROSS_CPU_FAMILIES,
     )
     assert report.equivalent, report.summary()

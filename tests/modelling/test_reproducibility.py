@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from modelling.centralized import train_centralized
-from modelling.evaluation.equivalence import compare_versions
+from modelling.evaluation.equivalence import ACROSS_CPU_FAMILIES, compare_versions
 from morpheus_ext.config_io import dump_config
 from morpheus_ext.feature_spec import load_spec
 from morpheus_ext.model_repository import AUTOENCODER, ENCODER, sha256_file
@@ -146,3 +146,17 @@ def test_a_repository_is_equivalent_to_itself_and_names_what_differs(tmp_path: P
     assert len(report.failures) == 1
     assert report.failures[0].startswith("manifest fields differ: architecture: ")
     assert "[64, 16]" in report.failures[0]
+
+
+@pytest.mark.slow
+def test_the_across_cpu_tolerance_still_fails_a_barely_trained_model(
+    reference: Path, public_batch: tuple[np.ndarray, np.ndarray], tmp_path: Path
+) -> None:
+    """``ACROSS_CPU_FAMILIES`` forgives other weights of the same quality (another CPU family
+    trains them), not a model that did not learn: a learning rate 1000x too small fails it."""
+    tensor, labels = public_batch
+    same = compare_versions(reference, reference, tensor, labels, tolerance=ACROSS_CPU_FAMILIES)
+    assert same.equivalent
+    weak = _train(tmp_path, "weak", lr=2e-6)
+    report = compare_versions(weak, reference, tensor, labels, tolerance=ACROSS_CPU_FAMILIES)
+    assert not report.equivalent, report.summary()
