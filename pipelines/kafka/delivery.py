@@ -62,9 +62,10 @@ class DeliveryMode:
         self.abort = abort
         self.drain_by: float | None = None
         """Monotonic time the drain must end by (set at the first stop request)."""
-        self.before_commit: Callable[[], None] | None = None
-        """Called before offsets are committed (the incidents' checkpoint: the state must hold
-        every event below a committed offset)."""
+        self.before_commit: Callable[[bool], bool] | None = None
+        """Asked before offsets are committed, ``force`` at a drain, revoke or transaction:
+        the incidents' checkpoint (its state must hold every event below a committed offset).
+        False: not now (at-least-once keeps the offsets and commits them later)."""
         self._setup()
 
     def time_left(self) -> float:
@@ -105,9 +106,8 @@ class DeliveryMode:
         dead = dead_letter_messages(result.dead_letters, self.kafka.dead_letter_max_bytes)
         return scores, dead, incident_messages(result.incidents)
 
-    def _before_commit(self) -> None:
-        if self.before_commit is not None:
-            self.before_commit()
+    def _before_commit(self, force: bool) -> bool:
+        return self.before_commit is None or self.before_commit(force)
 
     def _count(self, batch: ConsumedBatch, result: BatchResult) -> None:
         self.summary.count(len(batch), len(result.records), len(result.dead_letters))
@@ -132,6 +132,8 @@ class AtLeastOnce(DeliveryMode):
 
     def _setup(self) -> None:
         self.tracker = OffsetTracker()
+        self._held: dict[TP, int] = {}
+        """Acknowledged, not yet committed: waiting for the incidents' next checkpoint."""
         self._pending_latency: deque[tuple[Delivery, ConsumedBatch, BatchResult]] = deque()
 
     def emit(self, batch: ConsumedBatch, result: BatchResult) -> bool:
@@ -169,9 +171,11 @@ class AtLeastOnce(DeliveryMode):
         while pending and pending[0][0].done:
             delivery, batch, result = pending.popleft()
             self._observe(batch, result, delivery.delivered_at)
-        if offsets:
-            self._before_commit()
-        if offsets and commit_offsets(self.source, offsets, asynchronous):
+        self._held.update(offsets)
+        if not self._held or not self._before_commit(force=not asynchronous):
+            return
+        offsets, self._held = self._held, {}
+        if commit_offsets(self.source, offsets, asynchronous):
             self.summary.commits += 1
 
     def on_revoke(self, revoked: set[TP]) -> None:
@@ -186,6 +190,8 @@ class AtLeastOnce(DeliveryMode):
 
     def forget(self, revoked: set[TP]) -> None:
         self.tracker.forget(revoked)
+        for tp in revoked:
+            self._held.pop(tp, None)
 
     def drain(self) -> None:
         """Wait (at most until the drain deadline) for acknowledgements, commit what is
@@ -225,7 +231,7 @@ class ExactlyOnce(DeliveryMode):
                 self.sink.send_offsets_to_transaction(
                     offsets, self.source.consumer.consumer_group_metadata(), k.transaction_timeout_s
                 )
-                self._before_commit()
+                self._before_commit(force=True)
                 self._commit_transaction()
             except KafkaException as exc:
                 err = exc.args[0]

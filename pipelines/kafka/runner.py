@@ -153,6 +153,10 @@ class KafkaScoringRunner:
             if self.incidents is not None and config.incidents is not None
             else None
         )
+        self._next_incident_checkpoint = 0.0
+        self._incident_interval_s = (
+            config.incidents.checkpoint_interval_s if config.incidents is not None else 0.0
+        )
         if self.incidents_path is not None:
             self.delivery.before_commit = self._checkpoint_incidents
         # The site's training window (docs/loop.md): scored events for its sidecar, written by
@@ -311,10 +315,20 @@ class KafkaScoringRunner:
         self.checkpointer.checkpoint()
         self.summary.checkpoints = self.checkpointer.checkpoints
 
-    def _checkpoint_incidents(self) -> None:
-        if self.incidents is not None and self.incidents_path is not None and self.incidents.dirty:
-            self.incidents.checkpoint(self.incidents_path)
-            self.summary.incident_checkpoints += 1
+    def _checkpoint_incidents(self, force: bool = True) -> bool:
+        """Before offsets commit: write the incidents' state if it changed. At most every
+        ``incidents.checkpoint_interval_s`` unless forced (a drain, a revoke, a transaction);
+        False: not now (the offsets wait for the next checkpoint)."""
+        tracker, path = self.incidents, self.incidents_path
+        if tracker is None or path is None or not tracker.dirty:
+            return True
+        now = time.monotonic()
+        if not force and now < self._next_incident_checkpoint:
+            return False
+        tracker.checkpoint(path)
+        self._next_incident_checkpoint = now + self._incident_interval_s
+        self.summary.incident_checkpoints += 1
+        return True
 
     def _checkpoint_if_due(self) -> None:
         self.checkpointer.checkpoint_if_due()

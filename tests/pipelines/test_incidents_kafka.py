@@ -52,6 +52,7 @@ def _incident_settings(path: Path) -> dict[str, Any]:
         "site": SITE,
         "checkpoint_path": str(path),
         "event_ids_in_record": 5000,  # every id listed: the test checks membership exactly
+        "checkpoint_interval_s": 0.3,  # commits (held for a checkpoint) keep up with the stream
     }
 
 
@@ -91,7 +92,7 @@ def test_incidents_survive_kill9_without_duplicates(
 
     first = PipelineProcess(path, tmp_path / "first.log")
     first.wait_for("assigned")
-    produce(kafka_broker, topics.events, values, rate=12_000.0)
+    produce(kafka_broker, topics.events, values, rate=8_000.0)
     deadline = time.monotonic() + HANG_GUARD_S
     while sum(committed(kafka_broker, topics.group, topics.events, 1).values()) < N_EVENTS // 3:
         assert time.monotonic() < deadline, "hang guard: offsets never advanced"

@@ -118,11 +118,14 @@ class IncidentConfig(StrictModel):
     """Events one incident holds; the next one opens a new incident (bounds state per incident)."""
     event_ids_in_record: int = Field(default=100, ge=0)
     """Event ids listed in an incident record (``event_ids_truncated`` says when more exist)."""
-    recently_closed: int = Field(default=10_000, ge=0)
+    recently_closed: int = Field(default=2_000, ge=0)
     """Closed incidents remembered, so a replayed event of one is re-emitted, not re-opened."""
     checkpoint_path: str | None = "state/incidents-{instance}.json"
     """Kafka pipeline: the state, written before each offset commit (``{instance}``,
     ``{group}`` substituted). null: in memory only (a restart starts empty)."""
+    checkpoint_interval_s: float = Field(default=2.0, ge=0)
+    """Kafka pipeline, at-least-once: at most one checkpoint this often; offsets acknowledged
+    meanwhile commit with the next one (a restart re-reads at most this much more)."""
     instance_id: str = Field(default="0", pattern=r"^[A-Za-z0-9._-]+$")
 
     def checkpoint_file(self, group_id: str) -> Path | None:
