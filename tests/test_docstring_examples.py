@@ -36,6 +36,7 @@ NO_EXAMPLE = {
 
 ALSO = [
     "federated.audit",
+    "federated.audit_sweep",
     "federated.drift",
     "federated.ledger",
     "federated.mia",
