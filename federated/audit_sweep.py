@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -70,18 +71,18 @@ def site_rows(members: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 
 def procedures(config: SweepConfig) -> list[tuple[str, Procedure]]:
-    model = ModelConfig(hidden=config.hidden)
-    common = {"model": model, "batch_size": config.batch_size, "lr": config.lr}
-    out = [("no DP", Procedure(epochs=config.non_private_epochs, dp=False, **common))]
+    base = Procedure(
+        model=ModelConfig(hidden=config.hidden),
+        epochs=config.non_private_epochs,
+        batch_size=config.batch_size,
+        lr=config.lr,
+        dp=False,
+        delta=config.delta,
+        max_grad_norm=config.max_grad_norm,
+    )
+    out = [("no DP", base)]
     for eps in config.epsilons:
-        proc = Procedure(
-            epochs=config.dp_epochs,
-            dp=True,
-            target_epsilon=eps,
-            delta=config.delta,
-            max_grad_norm=config.max_grad_norm,
-            **common,
-        )
+        proc = replace(base, epochs=config.dp_epochs, dp=True, target_epsilon=eps)
         out.append((f"eps={eps:g}", proc))
     return out
 
@@ -121,7 +122,7 @@ def markdown(results: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--members", type=int, default=200)
     parser.add_argument("--reference-models", type=int, default=4)
     parser.add_argument("--epsilons", type=float, nargs="*", default=[1.0])
