@@ -95,3 +95,55 @@ def test_audit_detects_a_memorising_model_and_not_an_eps1_model() -> None:
         assert abs(private[attack]["auc"] - 0.5) <= 0.06, (attack, private[attack]["auc"])
     assert reports["eps=1"]["accountant_epsilon"] == pytest.approx(1.0, abs=0.03)
     assert reports["eps=1"]["empirical_epsilon"] <= reports["eps=1"]["accountant_epsilon"]
+
+
+def test_fl_audit_reads_a_run_dir_and_writes_audit_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The run-directory path without a Flower run: a resolved config, a completed
+    ``fl_result.json`` (DP off) and an untrained checkpoint; members and non-members come
+    from the config's site split."""
+    import argparse
+
+    from federated.config import FLConfig, PublicDataConfig, SiteSplitConfig
+    from federated.site_split import fit_public_inputs
+    from modelling.checkpoint import save_checkpoint
+    from modelling.config import DataConfig, DataSource, ModelConfig
+    from modelling.models import build_autoencoder
+    from morpheus_ext.config_io import dump_config
+    from morpheus_ext.feature_spec import load_spec
+    from pipelines import cli_fl
+    from synthetic import SyntheticConfig
+
+    src = DataSource(synthetic=SyntheticConfig(n_events=1500, n_sites=3, seed=0))
+    config = FLConfig(
+        data=DataConfig(train=src),
+        public=PublicDataConfig(source=src),
+        sites=SiteSplitConfig(n_sites=3),
+        model=ModelConfig(hidden=[16, 4]),
+    )
+    config.privacy.enabled = False
+    dump_config(config, tmp_path / "config.yaml")
+    (tmp_path / "fl_result.json").write_text(json.dumps({"status": "completed", "dp": None}))
+    spec = load_spec("security_events")
+    public = fit_public_inputs(src, spec, "normal")
+    model = build_autoencoder(config.model, spec.tensor_width, seed=0)
+    save_checkpoint(
+        tmp_path / "model", model, config.model, public.normalizer, "security_events", "h"
+    )
+
+    parser = argparse.ArgumentParser(prog="secureai")
+    cli_fl.register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(
+        ["fl", "audit", "--run-dir", str(tmp_path), "--reference-models", "2", "--max-rows", "100"]
+    )
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert "100 members vs 100 held-out non-members" in out
+    assert "accountant epsilon: none (DP off)" in out
+    doc = json.loads((tmp_path / "audit.json").read_text())
+    assert doc["rows"] == {"members": 100, "non_members": 100}
+    assert sorted(doc["attacks"]) == ["lira", "loss"]
+    assert doc["attacks"]["lira"]["reference_models"] == 2
+    assert doc["accountant"]["epsilon"] is None and doc["within_accountant"] is None
+    assert abs(doc["attacks"]["loss"]["auc"] - 0.5) < 0.15  # an untrained model knows no one
