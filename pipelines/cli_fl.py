@@ -1,4 +1,5 @@
-"""``secureai fl ...``: federated retraining under DP — simulate, deploy on loopback, compare.
+"""``secureai fl ...``: federated retraining under DP — simulate, deploy on loopback, compare,
+audit.
 
 Wired into ``pipelines/cli.py`` with ``cli_fl.register(sub)``. Errors a user can fix
 (config, a run that did not finish, a refused privacy budget) surface as one line.
@@ -10,7 +11,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from pipelines.cli_base import CLIError
+from pipelines.cli_base import CLIError, at_least
 
 
 def _print_run(result: Any) -> None:
@@ -131,9 +132,60 @@ def cmd_ledger(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_dir_ready(path: str) -> Path:
+    """A run directory the audit can read, checked before the torch imports (seconds)."""
+    run_dir = Path(path)
+    if not run_dir.is_dir():
+        raise CLIError(f"run directory not found: {path}")
+    for name in ("config.yaml", "fl_result.json", "model/checkpoint.json"):
+        if not (run_dir / name).is_file():
+            raise CLIError(
+                f"{path} is not a finished federated run (no {name}): audit the directory "
+                "`secureai fl simulate --run-dir` wrote"
+            )
+    return run_dir
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    run_dir = _run_dir_ready(args.run_dir)
+    from federated.audit import AUDIT_FILE, AuditConfig, audit_run
+
+    config = AuditConfig(
+        reference_models=args.reference_models,
+        lira=args.lira,
+        confidence=args.confidence,
+        max_rows=args.max_rows,
+        seed=args.seed,
+        threads=args.threads,
+    )
+    doc = audit_run(run_dir, config)
+    acc = doc["accountant"]
+    eps = "none (DP off)" if acc["epsilon"] is None else f"{acc['epsilon']:.3f}"
+    rows = doc["rows"]
+    print(
+        f"membership-inference audit of {run_dir}: {rows['members']} members vs "
+        f"{rows['non_members']} held-out non-members"
+    )
+    header = f"{'attack':<8} {'AUC':>6} {'TPR@0.1%FPR':>12} {'TPR@1%FPR':>10}"
+    print(f"  {header} {'eps lower bound':>16}")
+    for name, a in doc["attacks"].items():
+        print(
+            f"  {name:<8} {a['auc']:>6.3f} {a['tpr_at_fpr']['0.001']:>12.3f} "
+            f"{a['tpr_at_fpr']['0.01']:>10.3f} {a['epsilon_lower_bound']['epsilon']:>16.3f}"
+        )
+    print(
+        f"empirical epsilon >= {doc['empirical_epsilon']:.3f} at {doc['confidence']:.0%} "
+        f"confidence (delta={doc['delta']:g}); accountant epsilon: {eps}"
+    )
+    if doc["within_accountant"] is False:
+        print("WARNING: the attack proves more than the accountant allows: check the DP wiring")
+    print(f"record: {run_dir / AUDIT_FILE}")
+    return 1 if doc["within_accountant"] is False else 0
+
+
 def register(sub: Any) -> None:
     fl = sub.add_parser(
-        "fl", help="federated retraining under DP: simulate, deploy, compare, ledger"
+        "fl", help="federated retraining under DP: simulate, deploy, compare, audit, ledger"
     )
     fsub = fl.add_subparsers(dest="fl_command", required=True)
 
@@ -161,6 +213,25 @@ def register(sub: Any) -> None:
     p.add_argument("--run-dir")
     p.add_argument("--no-docs", action="store_true", help="do not update docs/results.md")
     p.set_defaults(func=cmd_compare)
+
+    p = fsub.add_parser(
+        "audit", help="membership-inference audit of a run's model: AUC, TPR@low FPR, eps bound"
+    )
+    p.add_argument("--run-dir", required=True, help="a finished `fl simulate`/`fl deploy` run")
+    p.add_argument(
+        "--reference-models",
+        type=at_least(0),
+        default=4,
+        help="LiRA reference models, each trained like a site (0: loss attack only)",
+    )
+    p.add_argument("--lira", choices=["offline", "online"], default="offline")
+    p.add_argument(
+        "--confidence", type=float, default=0.95, help="of the empirical epsilon lower bound"
+    )
+    p.add_argument("--max-rows", type=at_least(10), default=2000, help="members and non-members")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=at_least(1), default=1)
+    p.set_defaults(func=cmd_audit)
 
     p = fsub.add_parser("ledger", help="a site's lifetime privacy spend, run by run")
     p.add_argument("ledger", help="a site's ledger file or the folder of ledgers")

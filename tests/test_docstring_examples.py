@@ -35,8 +35,11 @@ NO_EXAMPLE = {
 """Modules under :data:`MUST_HAVE_EXAMPLES` without an example, and why."""
 
 ALSO = [
+    "federated.audit",
+    "federated.audit_sweep",
     "federated.drift",
     "federated.ledger",
+    "federated.mia",
     "federated.site_window",
     "federated.triggers",
     "modelling.evaluation.canaries",
