@@ -138,6 +138,8 @@ def run_demo(config: DemoConfig, progress: bool = True) -> DemoResult:
             "stream": stats.as_dict(),
         },
         progress=progress,
+        records=[r for result in done for r in result.records],
+        incidents=None,  # the incidents stage is wired in later
     )
     metrics["events_per_s"] = stats.events_per_s  # end-to-end: decode+featurize+infer+records
     if baselines is not None and labels is not None:

@@ -5,7 +5,8 @@ end. :class:`IncidentView` keeps each incident's latest revision and shows the m
 words (``tail``'s default). :class:`TopAlerts` (``tail --events``) ranks records by
 ``combined_score`` when fingerprinting is on (model + entity baseline), else by
 ``anomaly_score``; reasons in words where a record has them (the fingerprint's ``text``), else
-the model's ``field=value (z ...)``.
+the model's ``field=value (z ...)``. The reading of one record (flagged, rank, reason text)
+is ``morpheus_ext.stages.postprocess.alert_text``, shared with the HTML report.
 """
 
 from __future__ import annotations
@@ -14,32 +15,10 @@ import heapq
 from collections.abc import Iterable
 from typing import Any
 
+from morpheus_ext.stages.postprocess.alert_text import flagged, rank, reason_text
 from morpheus_ext.stages.postprocess.incidents import render_incidents
 
-
-def flagged(record: dict[str, Any]) -> bool:
-    """Flagged by the model or, with fingerprinting, by the combined score."""
-    return bool(record.get("is_anomaly") or record.get("combined_anomaly"))
-
-
-def rank(record: dict[str, Any]) -> float:
-    """``combined_score`` with fingerprinting (model + entity), else ``anomaly_score``."""
-    combined = record.get("combined_score")
-    return float(combined if combined is not None else record["anomaly_score"])
-
-
-def reason_text(record: dict[str, Any]) -> str:
-    """The fingerprint's words where the record has them (its top two reasons), else the
-    model's reasons as ``field=value (z ...)``."""
-    reasons = record.get("reasons") or []
-    said = [r["text"] for r in reasons[:2] if isinstance(r.get("text"), str)]
-    if said:
-        return " | ".join(said)
-    parts = []
-    for r in reasons:
-        value = r.get("value")
-        parts.append(f"{r.get('field')}={'?' if value is None else value} (z {r.get('z', 0):.1f})")
-    return ", ".join(parts)
+__all__ = ["IncidentView", "TopAlerts", "flagged", "rank", "reason_text", "render_top"]
 
 
 def render_top(top: list[tuple[float, int, dict[str, Any]]], seen: int, anomalies: int) -> str:

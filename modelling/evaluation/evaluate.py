@@ -7,6 +7,7 @@ puts our model beside IsolationForest (and River HalfSpaceTrees when installed) 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,10 +79,17 @@ def evaluate(
     seed: int = 0,
     extra: dict[str, Any] | None = None,
     progress: bool = False,
+    *,
+    records: Sequence[dict[str, Any]] | None = None,
+    incidents: Sequence[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Metrics (+ baselines on the same split) -> ``metrics.json`` and ``report.html``.
 
     With ``progress``, a line per finished step on stderr (the baselines can take a minute).
+    ``records`` (the score records of ``scored``'s events, same order) and ``incidents``
+    (incident dicts) fill the report's analyst section: top alerts with their reasons in
+    words, top incidents, and the combined score beside the model's; without them the
+    section still explains the counts and says what was not given.
     """
     if scored.labels is None:
         raise ValueError("evaluation needs a label column (see the spec's `label`)")
@@ -107,6 +115,8 @@ def evaluate(
             kinds=scored.kinds,
             baselines=results,
             extra=extra,
+            records=records,
+            incidents=incidents,
         )
     metrics["report"] = str(report)
     write_json(out_dir / "metrics.json", metrics)

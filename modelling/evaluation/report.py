@@ -16,13 +16,15 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 
+from modelling.evaluation.analyst import COMBINED_NAME, AnalystSection, build_section
 from modelling.evaluation.baselines import BaselineResult
 from modelling.evaluation.metrics import compute_metrics, curves, validate_inputs
 
@@ -31,6 +33,9 @@ __all__ = ["write_report"]
 _DPI = 110
 _HIST_BINS = 60
 _OURS = "ours"
+_MIN_FPR = 1e-4
+"""Left end of the ROC's log FPR axis: alerting runs at <= 1% FPR, which a linear axis
+squeezes into its first percent; lower rates are drawn at this edge."""
 
 _CSS = """
 body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
@@ -64,6 +69,9 @@ def write_report(
     kinds: np.ndarray | None = None,
     baselines: Sequence[BaselineResult] = (),
     extra: dict[str, Any] | None = None,
+    *,
+    records: Sequence[dict[str, Any]] | None = None,
+    incidents: Sequence[dict[str, Any]] | None = None,
 ) -> Path:
     """Write the plots and ``report.html`` into ``out_dir``; return the HTML path.
 
@@ -71,13 +79,20 @@ def write_report(
     (an ``"events_per_s"`` entry, if the caller adds one, fills our row of the baseline
     table). Baseline curves are overlaid on the ROC/PR plots; ``extra`` holds free-form
     run details (config, model version, ...) shown at the end.
+
+    The analyst section (:mod:`modelling.evaluation.analyst`) comes first: the counts
+    explained, and, when given, the top flagged ``records`` (the score records of the same
+    events, in the same order) with their reasons in words and the top ``incidents``. With
+    per-entity baselines (records with ``combined_score``) the combined score's curves are
+    overlaid on the ROC/PR plots.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     y, s = validate_inputs(y_true, scores)
     per_kind = _per_kind(y, s, metrics, kinds)
-    images = _write_plots(out, y, s, metrics, baselines, per_kind)
-    page = _render_page(title, metrics, baselines, per_kind, images, extra or {})
+    analyst = build_section(y, s, metrics.get("threshold"), records, incidents, metrics)
+    images = _write_plots(out, y, s, metrics, baselines, per_kind, analyst.combined_scores)
+    page = _render_page(title, metrics, baselines, per_kind, images, extra or {}, analyst)
     path = out / "report.html"
     path.write_text(page, encoding="utf-8")
     return path
@@ -105,11 +120,20 @@ def _write_plots(
     metrics: Mapping[str, Any],
     baselines: Sequence[BaselineResult],
     per_kind: Mapping[str, Mapping[str, Any]],
+    combined: np.ndarray | None = None,
 ) -> list[tuple[str, str]]:
     """Save every plot; return ``(file name, caption)`` pairs in display order."""
-    runs = [(_OURS, y, s), *((b.name, b.labels_for(y), b.scores) for b in baselines)]
+    runs = [(_OURS, y, s)]
+    if combined is not None:
+        runs.append((COMBINED_NAME, y, combined))
+    runs += [(b.name, b.labels_for(y), b.scores) for b in baselines]
     images = [
-        _save(out, "roc.png", _roc_figure(runs), "ROC curve (baselines overlaid)"),
+        _save(
+            out,
+            "roc.png",
+            _roc_figure(runs),
+            "ROC curve, log false-positive rate (baselines overlaid)",
+        ),
         _save(out, "pr.png", _pr_figure(runs, y), "Precision-recall curve"),
         _save(
             out,
@@ -132,35 +156,58 @@ def _save(out: Path, name: str, fig: Figure, caption: str) -> tuple[str, str]:
     return name, caption
 
 
-def _new_axes(figsize: tuple[float, float] = (5.6, 4.6)) -> tuple[Figure, Axes]:
+_CURVE_SIZE = (5.6, 5.2)
+"""ROC/PR figures: taller than the others, for the legend under the axes."""
+
+
+def _new_axes(
+    figsize: tuple[float, float] = (5.6, 4.6), layout: Literal["tight", "constrained"] = "tight"
+) -> tuple[Figure, Axes]:
     """A figure with one axes and a light grid, shared look for every plot."""
-    fig = Figure(figsize=figsize, layout="tight")
+    fig = Figure(figsize=figsize, layout=layout)
     ax = fig.add_subplot()
     ax.grid(True, alpha=0.3)
     return fig, ax
 
 
+def _legend_below(fig: Figure, ax: Axes) -> None:
+    """The legend under the plot, outside the axes, so it never hides a curve (a PR curve
+    runs through every corner a legend could take)."""
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(3, len(labels)))
+
+
 def _roc_figure(runs: Iterable[tuple[str, np.ndarray, np.ndarray]]) -> Figure:
-    """ROC curves, ours first, with the chance diagonal for reference."""
-    fig, ax = _new_axes()
+    """ROC curves, ours first, with the chance diagonal for reference, on a log FPR axis
+    from ``_MIN_FPR`` to 1 so the low false-positive region alerts run in is readable."""
+    fig, ax = _new_axes(_CURVE_SIZE, layout="constrained")
     for name, y, s in runs:
         roc = curves(y, s)["roc"]
-        ax.plot(roc["fpr"], roc["tpr"], label=name, lw=2.2 if name == _OURS else 1.4)
-    ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="chance")
-    ax.set(xlabel="False positive rate", ylabel="True positive rate", xlim=(0, 1), ylim=(0, 1.01))
-    ax.legend(loc="lower right")
+        fpr = np.clip(np.asarray(roc["fpr"], dtype=np.float64), _MIN_FPR, 1.0)
+        ax.plot(fpr, roc["tpr"], label=name, lw=2.2 if name == _OURS else 1.4)
+    diagonal = np.geomspace(_MIN_FPR, 1.0, 50)
+    ax.plot(diagonal, diagonal, ls="--", color="grey", lw=1, label="chance")
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x * 100:g}%"))  # 0.01% .. 100%
+    ax.set(
+        xlabel="False positive rate (log scale)",
+        ylabel="True positive rate",
+        xlim=(_MIN_FPR, 1),
+        ylim=(0, 1.01),
+    )
+    _legend_below(fig, ax)
     return fig
 
 
 def _pr_figure(runs: Iterable[tuple[str, np.ndarray, np.ndarray]], y: np.ndarray) -> Figure:
     """Precision-recall curves, with the anomaly rate (a random detector's precision)."""
-    fig, ax = _new_axes()
+    fig, ax = _new_axes(_CURVE_SIZE, layout="constrained")
     for name, yy, s in runs:
         pr = curves(yy, s)["pr"]
         ax.plot(pr["recall"], pr["precision"], label=name, lw=2.2 if name == _OURS else 1.4)
     ax.axhline(float(y.mean()), ls="--", color="grey", lw=1, label="anomaly rate")
     ax.set(xlabel="Recall", ylabel="Precision", xlim=(0, 1), ylim=(0, 1.01))
-    ax.legend(loc="upper right")
+    _legend_below(fig, ax)
     return fig
 
 
@@ -220,9 +267,11 @@ def _render_page(
     per_kind: Mapping[str, Mapping[str, Any]],
     images: Sequence[tuple[str, str]],
     extra: Mapping[str, Any],
+    analyst: AnalystSection | None = None,
 ) -> str:
     """The whole HTML document; every caller-supplied string is escaped."""
     sections = [
+        *(_section(h, body) for h, body in (analyst.html_sections() if analyst else [])),
         _section("Detection metrics", _metrics_table(metrics)),
         _section("Baselines", _baselines_table(metrics, baselines)) if baselines else "",
         _section("Recall per anomaly kind", _per_kind_table(metrics, per_kind)) if per_kind else "",
