@@ -42,6 +42,7 @@ ALSO = [
     "federated.mia",
     "federated.site_window",
     "federated.triggers",
+    "modelling.evaluation.analyst",
     "modelling.evaluation.canaries",
     "modelling.numerics",
     "modelling.progress",

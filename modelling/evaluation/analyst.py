@@ -287,7 +287,7 @@ def _alerts_html(section: AnalystSection) -> str:
     if not section.top_alerts:
         return '<p class="note">No event was flagged.</p>'
     by = "combined score (model + entity baseline)" if section.fingerprint else "model score"
-    cells = ["#", "Entity", "Event", "Event time", "Model score", "Threshold"]
+    cells = ["#", "Entity", "Event", "Event time", "Model score", "Score / threshold"]
     if section.fingerprint:
         cells += ["Combined score", "Entity score"]
     has_labels = any(label is not None for label in section.alert_labels)
@@ -302,7 +302,7 @@ def _alerts_html(section: AnalystSection) -> str:
             _esc(str(rec.get("event_id"))),
             _esc(str(rec.get("event_time") or "")),
             _fmt(rec.get("anomaly_score")),
-            _fmt(rec.get("threshold")),
+            _fmt(_over_threshold(rec)),
         ]
         if section.fingerprint:
             row += [_fmt(rec.get("combined_score")), _fmt(rec.get("entity_score"))]
@@ -312,11 +312,20 @@ def _alerts_html(section: AnalystSection) -> str:
         rows.append(_tr(row, num=(0, 4, 5, 6, 7) if section.fingerprint else (0, 4, 5)))
     note = (
         f'<p class="note">The {len(section.top_alerts)} highest-ranked flagged events, by {by}. '
-        "Model score: reconstruction error (above the threshold: flagged). Entity score: how "
+        "Model score: reconstruction error; above 1 times the threshold the model flags it. "
+        "Entity score: how "
         "new the event's values are for this user or host (nats; empty while the entity has "
         "too little history).</p>"
     )
     return "<table>" + "".join(rows) + "</table>" + note
+
+
+def _over_threshold(rec: dict[str, Any]) -> float | None:
+    """``anomaly_score / threshold`` (as an incident's ``max_score``): 1 is the threshold."""
+    score, threshold = rec.get("anomaly_score"), rec.get("threshold")
+    if not isinstance(score, int | float) or not isinstance(threshold, int | float):
+        return None
+    return float(score) / float(threshold) if threshold > 0 else None
 
 
 def _incidents_html(incidents: Sequence[dict[str, Any]] | None) -> str:

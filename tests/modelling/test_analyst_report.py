@@ -3,7 +3,6 @@ the combined score beside the model's, a log-FPR ROC and legends that hide no cu
 
 from __future__ import annotations
 
-import doctest
 from pathlib import Path
 from typing import Any
 
@@ -243,9 +242,3 @@ def test_html_is_escaped(tmp_path: Path) -> None:
     assert "<script>" not in page
     assert "&lt;script&gt;" in page
     assert "never seen for &lt;script&gt; in 30 days" in page
-
-
-def test_the_examples_in_the_docstrings_run() -> None:
-    for module in (analyst, alert_text):
-        result = doctest.testmod(module)
-        assert result.attempted > 0 and result.failed == 0, module.__name__

@@ -55,7 +55,7 @@ def reason_text(record: dict[str, Any]) -> str:
     return ", ".join(f"{r.get('field')}={_value(r)} (z {r.get('z', 0):.1f})" for r in reasons)
 
 
-def reason_words(record: dict[str, Any], limit: int = 3) -> str:
+def reason_words(record: dict[str, Any], limit: int = 2) -> str:
     """Like :func:`reason_text`, but a model-only record's reasons are said in a sentence
     each (``country=BR is 4.2 standard deviations from normal events``), for readers who do
     not know what a z-score is."""
