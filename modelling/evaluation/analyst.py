@@ -33,6 +33,7 @@ True
 from __future__ import annotations
 
 import html
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -41,14 +42,12 @@ import numpy as np
 
 from modelling.evaluation.metrics import compute_metrics
 from morpheus_ext.stages.postprocess.alert_text import flagged, rank, reason_words
+from morpheus_ext.stages.postprocess.incidents import SEVERITIES, incident_order
 
 __all__ = ["TOP_N", "AnalystSection", "CountRow", "build_section", "top_incidents"]
 
 TOP_N = 10
 """Alerts and incidents listed (as many as ``secureai demo`` prints)."""
-
-SEVERITY_ORDER = {"critical": 3, "high": 2, "medium": 1, "low": 0}
-"""Incidents are listed most severe first, then by their highest score."""
 
 COMBINED_NAME = "combined (model + entity)"
 """The combined score's name in tables and on the ROC/PR plots."""
@@ -203,8 +202,9 @@ def _counts(
             "Incidents",
             len(incidents),
             None,
-            "Groups of flagged events that share an entity and are close in time: one ticket "
-            "each, what an analyst triages instead of single events.",
+            "Groups of flagged events that belong together (same entity or shared source "
+            "address, close in time): one ticket each, what an analyst triages instead of "
+            "single events.",
         )
     )
     mean = sum(events) / len(events) if events else None
@@ -222,21 +222,24 @@ def _counts(
 
 
 def top_incidents(incidents: Sequence[dict[str, Any]], n: int = TOP_N) -> list[dict[str, Any]]:
-    """The ``n`` incidents to read first: most severe, then highest ``max_score``, then most
-    events. Missing optional keys rank last rather than failing.
+    """The ``n`` incidents to read first, in the order ``secureai tail`` and the demo's
+    ``top_incidents.txt`` list them (``incident_order``: most severe, then the highest
+    combined score). Missing optional keys rank last rather than failing.
 
-    >>> top_incidents([{"severity": "low", "max_score": 50.0},
-    ...                {"severity": "high", "max_score": 2.0}], 1)[0]["severity"]
+    >>> top_incidents([{"severity": "low", "combined_score": 9.0},
+    ...                {"severity": "high", "combined_score": 2.0}], 1)[0]["severity"]
     'high'
     """
 
-    def key(inc: dict[str, Any]) -> tuple[int, float, int]:
-        severity = SEVERITY_ORDER.get(str(inc.get("severity")), -1)
-        score = inc.get("max_score")
-        return (
-            -severity,
-            -float(score) if isinstance(score, int | float) else 0.0,
-            -int(inc.get("event_count") or 0),
+    def key(inc: dict[str, Any]) -> tuple[Any, ...]:
+        severity = inc.get("severity")
+        score = inc.get("combined_score")
+        return incident_order(
+            {
+                "severity": severity if severity in SEVERITIES else SEVERITIES[0],
+                "combined_score": float(score) if isinstance(score, int | float) else -math.inf,
+                "incident_id": str(inc.get("incident_id") or ""),
+            }
         )
 
     return sorted(incidents, key=key)[:n]
@@ -354,8 +357,9 @@ def _incidents_html(incidents: Sequence[dict[str, Any]] | None) -> str:
             )
         )
     note = (
-        '<p class="note">Most severe first, then by max score (the highest anomaly score '
-        "in the incident divided by the threshold: 1 is the threshold).</p>"
+        '<p class="note">Most severe first, then by combined score (the worst '
+        "event's rank plus the log of the event count). Max score: the worst event's "
+        "anomaly score divided by the threshold (1 is the threshold).</p>"
     )
     return "<table>" + "".join(rows) + "</table>" + note
 

@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 from modelling.evaluation import analyst, compute_metrics, write_report
 from modelling.evaluation import report as report_module
 from morpheus_ext.stages.postprocess import alert_text
+from morpheus_ext.stages.postprocess.incidents import incident_order
 
 N = 400
 """Events in the synthetic evaluation: 40 labelled anomalies."""
@@ -81,7 +82,7 @@ def _incident(i: int, severity: str, entity: str = "u0442", **extra: Any) -> dic
         ],
         "leakage": [],
         "max_score": 10.0 + i,
-        "combined_score": 5.1,
+        "combined_score": 5.0 + i / 10,
         "severity": severity,
         "campaign": None,
         **extra,
@@ -176,8 +177,10 @@ def test_top_incidents_render_when_given(tmp_path: Path) -> None:
     incidents[1]["leakage"] = [{"type": "aws_access_key", "field": "url"}]
     top = analyst.top_incidents(incidents)
     assert len(top) == analyst.TOP_N
+    complete = incidents[:-1]  # the order secureai tail and top_incidents.txt use
+    assert analyst.top_incidents(complete) == sorted(complete, key=incident_order)[:10]
     assert [i["severity"] for i in top[:4]] == ["critical", "high", "high", "medium"]
-    assert top[1]["incident_id"] == incidents[3]["incident_id"]  # higher max_score first
+    assert top[1]["incident_id"] == incidents[3]["incident_id"]  # bare: no combined score
 
     page = _write(tmp_path, incidents=incidents)
     assert "Top incidents" in page and "no incidents given" not in page.lower()
