@@ -28,7 +28,11 @@ from morpheus_ext.stages.inference.inprocess import InProcessEngine
 from morpheus_ext.stages.input.sources import jsonl_file_source
 from morpheus_ext.stages.output.files import JsonlSink
 from morpheus_ext.stages.postprocess.fingerprint import EntityBaselines, FingerprintConfig
-from morpheus_ext.stages.postprocess.incidents import IncidentTracker, render_incidents
+from morpheus_ext.stages.postprocess.incidents import (
+    IncidentTracker,
+    latest_revisions,
+    render_incidents,
+)
 from morpheus_ext.stages.postprocess.leakage import leakage_detector
 from morpheus_ext.stages.preprocess.featurizer import Featurizer
 from pipelines.config import DemoConfig
@@ -88,10 +92,12 @@ def run_demo(config: DemoConfig, progress: bool = True) -> DemoResult:
         JsonlSink(run_dir / "rejects.jsonl") as rejects,
         JsonlSink(run_dir / "incidents.jsonl") as incident_log,
     ):
+        emitted: list[dict[str, Any]] = []
 
         def keep(result: BatchResult) -> None:
             kept.append(result)
             incident_log.write(result.incidents)  # each revision as it happens (key: id)
+            emitted.extend(result.incidents)
 
         stats = run_batches(
             pipeline,
@@ -103,7 +109,9 @@ def run_demo(config: DemoConfig, progress: bool = True) -> DemoResult:
             progress=progress,
         )
         if tracker is not None:
-            incident_log.write(tracker.close_all())  # the stream ended: every incident closes
+            closed = tracker.close_all()  # the stream ended: every incident closes
+            incident_log.write(closed)
+            emitted.extend(closed)
     write_json(run_dir / "stream.json", stats.as_dict())
 
     done = [r for r in kept if r.featurized is not None and r.outputs]
@@ -123,7 +131,7 @@ def run_demo(config: DemoConfig, progress: bool = True) -> DemoResult:
         stats.rejected,
         stats.seconds,
     )
-    incidents = tracker.records() if tracker is not None else None
+    incidents = list(latest_revisions(emitted).values()) if tracker is not None else None
     metrics = evaluate(
         scored,
         run_dir,
@@ -139,7 +147,7 @@ def run_demo(config: DemoConfig, progress: bool = True) -> DemoResult:
         },
         progress=progress,
         records=[r for result in done for r in result.records],
-        incidents=None,  # the incidents stage is wired in later
+        incidents=incidents,
     )
     metrics["events_per_s"] = stats.events_per_s  # end-to-end: decode+featurize+infer+records
     if baselines is not None and labels is not None:

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["flagged", "rank", "reason_text", "reason_words"]
+__all__ = ["flagged", "rank", "reason_phrase", "reason_text", "reason_words"]
 
 
 def flagged(record: dict[str, Any]) -> bool:
-    """Flagged by the model or, with fingerprinting, by the combined score."""
-    return bool(record.get("is_anomaly") or record.get("combined_anomaly"))
+    """Flagged by the model, with fingerprinting by the combined score, or carrying a leaked
+    secret (the leakage detector): what an analyst is shown and the incident stage groups."""
+    return bool(record.get("is_anomaly") or record.get("combined_anomaly") or record.get("is_leak"))
 
 
 def rank(record: dict[str, Any]) -> float:
@@ -43,6 +44,15 @@ def _texts(record: dict[str, Any], limit: int) -> list[str]:
 def _value(reason: dict[str, Any]) -> str:
     value = reason.get("value")
     return "?" if value is None else str(value)
+
+
+def reason_phrase(reason: dict[str, Any]) -> str:
+    """One reason, stable across the events of a burst (incidents group by it): its own words
+    where it has them (fingerprint, leakage detector), else ``unusual field=value``."""
+    text = reason.get("text")
+    if isinstance(text, str) and text:
+        return text
+    return f"unusual {reason.get('field')}={_value(reason)}"
 
 
 def reason_text(record: dict[str, Any]) -> str:

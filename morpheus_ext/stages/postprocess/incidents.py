@@ -63,6 +63,7 @@ import orjson
 from pydantic import Field
 
 from morpheus_ext.config_io import StrictModel
+from morpheus_ext.stages.postprocess.alert_text import flagged, reason_phrase
 
 log = logging.getLogger(__name__)
 
@@ -135,16 +136,6 @@ class IncidentConfig(StrictModel):
 
 
 # --------------------------------------------------------------------------- words
-def reason_words(reason: dict[str, Any]) -> str:
-    """A reason as an analyst reads it: the fingerprint's or leakage's sentence where the
-    record has one, else ``unusual field=value`` (no z-scores)."""
-    text = reason.get("text")
-    if isinstance(text, str) and text:
-        return text
-    value = reason.get("value")
-    return f"unusual {reason.get('field')}={'?' if value is None else value}"
-
-
 def event_rank(record: dict[str, Any]) -> float:
     """How far over the line a record is: ``combined_score`` with baselines, else
     ``ln(anomaly_score / threshold)`` (0 at the threshold; the same scale)."""
@@ -156,11 +147,6 @@ def event_rank(record: dict[str, Any]) -> float:
     if score <= 0 or threshold <= 0:
         return 0.0
     return math.log(score / threshold)
-
-
-def is_flagged(record: dict[str, Any]) -> bool:
-    """What the incident stage takes: model flag, combined flag, or a leaked secret."""
-    return bool(record.get("is_anomaly") or record.get("combined_anomaly") or record.get("is_leak"))
 
 
 def iso(epoch_s: float) -> str:
@@ -320,7 +306,7 @@ class IncidentTracker:
         touched: dict[str, None] = {}
         replayed: dict[str, None] = {}
         for i, record in enumerate(records):
-            if not is_flagged(record):
+            if not flagged(record):
                 continue
             event = self._event(record, i, times, values)
             owner = self._owner.get(event.event_id) if event.event_id is not None else None
@@ -339,7 +325,7 @@ class IncidentTracker:
         featurizer's output."""
         flagged_rows = getattr(records, "flagged_rows", None)
         if flagged_rows is None:  # plain dicts
-            rows = np.array([i for i, r in enumerate(records) if is_flagged(r)], dtype=np.int64)
+            rows = np.array([i for i, r in enumerate(records) if flagged(r)], dtype=np.int64)
             chosen: Sequence[dict[str, Any]] = [records[int(i)] for i in rows]
         else:
             rows = flagged_rows()
@@ -373,8 +359,8 @@ class IncidentTracker:
         model_reasons = [r for r in reasons_all if "leakage" not in r]
         top = model_reasons[: self.config.reasons_per_event]
         signature = [f"leak:{t_}" for t_, _ in leaks] + [str(r.get("field")) for r in top]
-        reasons = [(str(r.get("field")), reason_words(r)) for r in top]
-        reasons += [(str(r.get("field")), reason_words(r)) for r in reasons_all if "leakage" in r]
+        reasons = [(str(r.get("field")), reason_phrase(r)) for r in top]
+        reasons += [(str(r.get("field")), reason_phrase(r)) for r in reasons_all if "leakage" in r]
         score = float(record.get("anomaly_score") or 0.0)
         threshold = float(record.get("threshold") or 0.0)
         vals: dict[str, str] = {}
