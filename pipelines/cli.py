@@ -493,9 +493,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--entity-relative", action="store_true")
     g.set_defaults(func=cmd_generate)
 
-    from pipelines import cli_fl, cli_kafka, cli_loop, cli_model, cli_serve
+    from pipelines import cli_correlate, cli_fl, cli_kafka, cli_loop, cli_model, cli_serve
 
     cli_kafka.register(sub)
+    cli_correlate.register(sub)
     cli_fl.register(sub)
     cli_model.register(sub)
     cli_serve.register(sub)

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from synthetic.attacks_campaign import _campaign
 from synthetic.attacks_leakage import _leakage
 from synthetic.attacks_netflow import _GENERATORS
 from synthetic.config import SyntheticConfig, event_type_counts, kind_counts
@@ -72,7 +73,7 @@ def _assemble(blocks: list[_Block]) -> pd.DataFrame:
     data["label"] = (kind != "none").astype(np.int64)
     data["anomaly_kind"] = kind
     extra = list(dict.fromkeys(c for b in blocks for c in b.cols if c not in COLUMNS))
-    for name in extra:  # columns only some kinds have (leakage: url, message, ground truth)
+    for name in extra:  # columns only some kinds have (leakage, campaign: ground truth)
         data[name] = _column(blocks, name, order)
     return pd.DataFrame(data, columns=[*COLUMNS, *extra])
 
@@ -103,7 +104,7 @@ def generate(config: SyntheticConfig) -> pd.DataFrame:
         _normal_netflow(rng, tl, pop, n_net),
     )
     blocks = [ctx.auth, ctx.net]
-    generators = {**_GENERATORS, "leakage": _leakage}
+    generators = {**_GENERATORS, "leakage": _leakage, "campaign": _campaign}
     for kind in ALL_KINDS:
         if counts.get(kind, 0) > 0:
             blocks.append(generators[kind](ctx, counts[kind]))

@@ -20,7 +20,7 @@ ANOMALY_KINDS: tuple[str, ...] = (
     "exfiltration",
     "port_scan",
 )
-OPT_IN_KINDS: tuple[str, ...] = ("leakage",)
+OPT_IN_KINDS: tuple[str, ...] = ("leakage", "campaign")
 """Kinds generated only when named in ``anomaly_kinds`` (not by default)."""
 ALL_KINDS: tuple[str, ...] = ANOMALY_KINDS + OPT_IN_KINDS
 INJECTED_FIELDS: dict[str, frozenset[str]] = {
@@ -31,11 +31,14 @@ INJECTED_FIELDS: dict[str, frozenset[str]] = {
     "exfiltration": frozenset({"bytes_out", "bytes_in", "packets", "duration_ms", "tcp_flags"}),
     "port_scan": frozenset({"dst_port", "tcp_flags", "packets", "bytes_in", "bytes_out"}),
     "leakage": frozenset({"url", "user_agent", "message"}),
+    "campaign": frozenset(
+        {"result", "auth_method", "country", "device", "user_agent", "src_ip", "dst_app"}
+    ),
 }
 """Per kind, the fields the generator makes unusual: a reason naming one of them explains the
 attack (how incidents are judged, docs/results.md)."""
 AUTH_KINDS: frozenset[str] = frozenset(
-    {"brute_force", "impossible_travel", "unusual_hour", "new_device", "leakage"}
+    {"brute_force", "impossible_travel", "unusual_hour", "new_device", "leakage", "campaign"}
 )
 NETFLOW_KINDS: frozenset[str] = frozenset({"exfiltration", "port_scan"})
 

@@ -21,6 +21,7 @@ NO_EXAMPLE = {
     "morpheus_ext.stages.inference.cuda_shm": "needs a CUDA GPU (test_triton_cuda_shm.py)",
     "pipelines.kafka.runner": "needs a broker (tests/pipelines/test_kafka_pipeline.py)",
     "pipelines.kafka.delivery": "needs a broker (tests/pipelines/test_kafka_pipeline.py)",
+    "pipelines.kafka.campaigns": "needs a broker (tests/pipelines/test_correlation_kafka.py)",
     "pipelines.kafka.config": "a typed config (configs/pipeline.yml is its example)",
     "morpheus_ext.stages.postprocess.fingerprint.batch": "fingerprint internals: see baselines",
     "morpheus_ext.stages.postprocess.fingerprint.config": "fingerprint internals: see baselines",
@@ -51,6 +52,7 @@ ALSO = [
     "morpheus_ext.model_repository",
     "pipelines.cli_base",
     "synthetic",
+    "synthetic.attacks_campaign",
     "synthetic.attacks_leakage",
 ]
 

@@ -24,6 +24,7 @@ from morpheus_ext.config_io import ConfigError, StrictModel, load_config
 from morpheus_ext.stages.input.kafka_source import MANAGED_CONSUMER_KEYS
 from morpheus_ext.stages.output.kafka_sink import MANAGED_PRODUCER_KEYS
 from morpheus_ext.stages.output.training_window import TrainingWindowConfig
+from morpheus_ext.stages.postprocess.correlation import CorrelationConfig
 from morpheus_ext.stages.postprocess.fingerprint.config import FingerprintConfig
 from morpheus_ext.stages.postprocess.incidents import IncidentConfig
 from morpheus_ext.stages.postprocess.leakage import LeakageConfig
@@ -62,6 +63,12 @@ class KafkaSettings(StrictModel):
     dead_letter_topic: str = "security-events-dlq"
     incidents_topic: str = "security-incidents"
     """With ``incidents.enabled``: incident records (key = incident id; compacted topic)."""
+    correlation_topic: str = "security-correlation"
+    """With ``correlation.enabled``: one indicator message (keyed hashes only) per incident
+    record, in the batch's delivery; read by ``secureai correlate``."""
+    campaigns_topic: str = "security-campaigns"
+    """With ``correlation.enabled``: the correlator's campaign notices (key = site), read back
+    by every site's pipeline."""
     batch_size: int = Field(default=4096, ge=1, le=100_000)
     """A batch closes at this many events ..."""
     batch_timeout_ms: int = Field(default=50, ge=1, le=60_000)
@@ -174,9 +181,35 @@ class PipelineConfig(StrictModel):
     incidents: IncidentConfig | None = None
     """Flagged records grouped into incidents, emitted to ``kafka.incidents_topic`` with the
     batch and checkpointed before its offsets commit (docs/triage.md); null: off."""
+    correlation: CorrelationConfig | None = None
+    """Cross-site correlation (docs/triage.md): a keyed-hash indicator message per incident
+    record to ``kafka.correlation_topic``, campaign notices from ``kafka.campaigns_topic``
+    applied to this site's incidents; needs ``incidents`` with a ``site``. null: off."""
     training_window: TrainingWindowConfig | None = None
     """Keep the scored events on the site's disk for its sidecar's retraining (docs/loop.md);
     null: keep nothing."""
+
+    @model_validator(mode="after")
+    def _correlation(self) -> PipelineConfig:
+        c = self.correlation
+        if c is None or not c.enabled:
+            return self
+        inc = self.incidents
+        if inc is None or not inc.enabled or not inc.site:
+            raise ValueError(
+                "correlation needs incidents enabled with a site name (incidents: {enabled: "
+                "true, site: <this site>})"
+            )
+        k = self.kafka
+        named = [k.scores_topic, k.dead_letter_topic, k.incidents_topic, *k.topics]
+        if {k.correlation_topic, k.campaigns_topic} & set(named) or (
+            k.correlation_topic == k.campaigns_topic
+        ):
+            raise ValueError(
+                "kafka.correlation_topic and kafka.campaigns_topic must differ from each other "
+                "and from the other topics"
+            )
+        return self
 
     @model_validator(mode="after")
     def _checkpoint_path(self) -> PipelineConfig:

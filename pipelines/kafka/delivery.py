@@ -66,6 +66,9 @@ class DeliveryMode:
         """Asked before offsets are committed, ``force`` at a drain, revoke or transaction:
         the incidents' checkpoint (its state must hold every event below a committed offset).
         False: not now (at-least-once keeps the offsets and commits them later)."""
+        self.indicators: Callable[[BatchResult], Messages] | None = None
+        """Cross-site correlation: the batch's indicator messages (one per incident record) for
+        ``kafka.correlation_topic``, sent with the batch (pipelines/kafka/campaigns.py)."""
         self._setup()
 
     def time_left(self) -> float:
@@ -101,10 +104,20 @@ class DeliveryMode:
     def drain(self) -> None:
         """At a clean stop: wait for acknowledgements and commit."""
 
-    def _messages(self, result: BatchResult) -> tuple[Messages, Messages, Messages]:
-        scores = score_messages(result.records)
-        dead = dead_letter_messages(result.dead_letters, self.kafka.dead_letter_max_bytes)
-        return scores, dead, incident_messages(result.incidents)
+    def _messages(self, result: BatchResult) -> list[tuple[str, Messages]]:
+        """(topic, messages) of everything the batch sends."""
+        k = self.kafka
+        out = [
+            (k.scores_topic, score_messages(result.records)),
+            (
+                k.dead_letter_topic,
+                dead_letter_messages(result.dead_letters, k.dead_letter_max_bytes),
+            ),
+            (k.incidents_topic, incident_messages(result.incidents)),
+        ]
+        if self.indicators is not None and result.incidents:
+            out.append((k.correlation_topic, self.indicators(result)))
+        return out
 
     def _before_commit(self, force: bool) -> bool:
         return self.before_commit is None or self.before_commit(force)
@@ -137,15 +150,14 @@ class AtLeastOnce(DeliveryMode):
         self._pending_latency: deque[tuple[Delivery, ConsumedBatch, BatchResult]] = deque()
 
     def emit(self, batch: ConsumedBatch, result: BatchResult) -> bool:
-        scores, dead, incidents = self._messages(result)
+        outputs = self._messages(result)
         delivery = Delivery(dict(batch.next_offsets), len(batch))
-        delivery.remaining = len(scores) + len(dead) + len(incidents)
+        delivery.remaining = sum(len(m) for _, m in outputs)
         if delivery.remaining == 0:  # nothing to send (cannot happen: every value has an output)
             delivery.delivered_at = time.time()
         self.tracker.add(delivery)
-        self.sink.produce_all(self.kafka.scores_topic, scores, delivery)
-        self.sink.produce_all(self.kafka.dead_letter_topic, dead, delivery)
-        self.sink.produce_all(self.kafka.incidents_topic, incidents, delivery)
+        for topic, messages in outputs:
+            self.sink.produce_all(topic, messages, delivery)
         self._count(batch, result)
         self._pending_latency.append((delivery, batch, result))
         self.sink.poll(0)
@@ -218,16 +230,15 @@ class ExactlyOnce(DeliveryMode):
 
     def emit(self, batch: ConsumedBatch, result: BatchResult) -> bool:
         k = self.kafka
-        scores, dead, incidents = self._messages(result)
+        outputs = self._messages(result)
         offsets = [TopicPartition(t, p, o) for (t, p), o in sorted(batch.next_offsets.items())]
         for attempt in range(1, 4):
             delivery = Delivery(dict(batch.next_offsets), len(batch))
-            delivery.remaining = len(scores) + len(dead) + len(incidents)
+            delivery.remaining = sum(len(m) for _, m in outputs)
             try:
                 self.sink.begin_transaction()
-                self.sink.produce_all(k.scores_topic, scores, delivery)
-                self.sink.produce_all(k.dead_letter_topic, dead, delivery)
-                self.sink.produce_all(k.incidents_topic, incidents, delivery)
+                for topic, messages in outputs:
+                    self.sink.produce_all(topic, messages, delivery)
                 self.sink.send_offsets_to_transaction(
                     offsets, self.source.consumer.consumer_group_metadata(), k.transaction_timeout_s
                 )

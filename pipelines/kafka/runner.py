@@ -60,6 +60,7 @@ from morpheus_ext.stages.postprocess.incidents import IncidentTracker
 from morpheus_ext.stages.postprocess.leakage import leakage_detector
 from morpheus_ext.stages.preprocess.featurizer import Featurizer
 from pipelines.kafka.backlog import Backlog
+from pipelines.kafka.campaigns import SiteCorrelation
 from pipelines.kafka.config import PipelineConfig
 from pipelines.kafka.delivery import AtLeastOnce, DeliveryMode, ExactlyOnce
 from pipelines.kafka.hold import InferenceHold
@@ -159,6 +160,16 @@ class KafkaScoringRunner:
         )
         if self.incidents_path is not None:
             self.delivery.before_commit = self._checkpoint_incidents
+        # Cross-site correlation (docs/triage.md): indicator messages with each batch, campaign
+        # notices applied between batches (pipelines/kafka/campaigns.py).
+        self.correlation: SiteCorrelation | None = None
+        corr = config.correlation
+        if corr is not None and corr.enabled and self.incidents is not None:
+            try:
+                self.correlation = SiteCorrelation(corr, k, self.incidents)
+            except ValueError as exc:
+                raise KafkaPipelineError(str(exc)) from None
+            self.delivery.indicators = self.correlation.indicator_messages
         # The site's training window (docs/loop.md): scored events for its sidecar, written by
         # a background thread; offering a batch never waits.
         self.window = (
@@ -211,6 +222,8 @@ class KafkaScoringRunner:
                 ) from None
         self.source.check_reachable(k.connect_timeout_s)
         self.delivery.start()
+        if self.correlation is not None:
+            self.correlation.start()
         if self.transactional_id:
             log.info("exactly-once: transactional.id %s", self.transactional_id)
         self.source.subscribe()
@@ -250,6 +263,8 @@ class KafkaScoringRunner:
     def _service(self) -> None:
         """Serve delivery reports, commit finished batches, refresh lag now and then."""
         self.delivery.service()
+        if self.correlation is not None:
+            self.correlation.poll()
         now = time.monotonic()
         if now >= self._next_lag:
             self._next_lag = now + LAG_INTERVAL_S
@@ -404,6 +419,8 @@ class KafkaScoringRunner:
             log.warning("the consumer did not close before the drain deadline (broker gone?)")
         if not self._abort.is_set():
             self.sink.flush(self.delivery.time_left())
+        if self.correlation is not None:
+            self.correlation.close(0.0 if self._abort.is_set() else self.delivery.time_left())
 
     def _close_consumer(self) -> None:
         try:
