@@ -38,6 +38,7 @@ CASES: list[tuple[str, str]] = [
     ("run --config missing.yml", "config file not found: missing.yml"),
     ("produce --file nope.jsonl --bootstrap-servers x:1", "events file not found: nope.jsonl"),
     ("tail --config missing.yml", "config file not found: missing.yml"),
+    ("correlate --config missing.yml", "config file not found: missing.yml"),
     ("fl simulate --config missing.yml", "config file not found: missing.yml"),
     ("fl deploy --config missing.yml", "config file not found: missing.yml"),
     ("fl compare --config missing.yml", "config file not found: missing.yml"),

@@ -16,8 +16,9 @@ sets (a handful of scripted user agents, a few rare countries), so two unrelated
 two sites would join on them. An indicator spec is therefore a field (``src_ip``) or a
 ``+``-joined combination (``user_agent+country``): the combination is hashed as one value
 per pair of values seen together in the incident. ``docs/results.md`` ("Cross-site
-correlation") measures the choice; the default is ``src_ip`` and ``user_agent+src_ip``
-is redundant with it, so the default is ``[src_ip]``.
+correlation") measures the choices on a multi-site synthetic stream: with ``user_agent``,
+``device`` or ``country`` alone (or ``user_agent+country``) almost every detected campaign is
+wrong; ``src_ip`` alone finds them without false ones, so the default is ``[src_ip]``.
 
 The :class:`Correlator` (one per organisation: ``secureai correlate``) joins indicator
 messages: an indicator seen at >= ``min_sites`` distinct sites within ``window_s`` (by the
