@@ -159,3 +159,10 @@ def test_notice_raises_the_incident_severity() -> None:
     assert after is not None and after["revision"] > before["revision"]
     assert (before["severity"], after["severity"]) == ("medium", "high")
     assert tracker.set_campaign(mine[0]["incident_id"], mine[0]["campaign"]) is None
+
+
+def test_a_common_indicator_links_nothing() -> None:
+    corr = Correlator(CorrelationConfig(enabled=True, max_fanout=3))
+    for i in range(4):
+        corr.observe(message(f"site-{i % 2}", f"inc-{i}", ip="10.0.0.1"))  # e.g. a proxy
+    assert corr.observe(message("site-2", "inc-9", ip="10.0.0.1")) == []

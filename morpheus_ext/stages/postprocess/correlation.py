@@ -64,6 +64,7 @@ log = logging.getLogger(__name__)
 DEFAULT_KEY_ENV = "SECUREAI_CORRELATION_KEY"
 MIN_KEY_BYTES = 16
 HASH_HEX = 32
+MAX_NOTICE_INDICATORS = 50
 INDICATOR_FIELDS = ("src_ip", "user_agent", "device", "country")
 """What an incident keeps per indicator field (``IncidentConfig.indicator_fields``)."""
 
@@ -85,6 +86,10 @@ class CorrelationConfig(StrictModel):
     min_sites: int = Field(default=2, ge=2)
     max_combinations: int = Field(default=50, ge=1)
     """Per incident and combined spec, at most this many value combinations are hashed."""
+    max_fanout: int = Field(default=100, ge=2)
+    """An indicator held by more incidents than this (within the window) is common — a proxy,
+    a NAT gateway, a device kind — not one attacker's: it links nothing. Also bounds the work
+    per message."""
     max_incidents: int = Field(default=200_000, ge=1)
     """Correlator state bound: the oldest incidents are forgotten beyond this many."""
 
@@ -180,7 +185,19 @@ class _Seen:
     indicators: list[str] = field(default_factory=list)
     notified_sites: int = 0
     """The campaign site count of the last notice this incident got (0: none)."""
+    notified_id: str | None = None
     campaign_id: str | None = None
+    """The campaign it belongs to."""
+
+
+@dataclass
+class _Campaign:
+    """Incidents linked across sites; ``sites`` only grows (members leave with the window)."""
+
+    campaign_id: str
+    members: set[tuple[str, str]] = field(default_factory=set)
+    sites: set[str] = field(default_factory=set)
+    indicators: set[str] = field(default_factory=set)
 
 
 class Correlator:
@@ -193,6 +210,7 @@ class Correlator:
         self.incidents: OrderedDict[tuple[str, str], _Seen] = OrderedDict()
         self.index: dict[str, set[tuple[str, str]]] = {}
         self.watermark = float("-inf")
+        self.campaigns: dict[str, _Campaign] = {}
         self.campaigns_found: set[str] = set()
 
     def __len__(self) -> int:
@@ -230,46 +248,62 @@ class Correlator:
         w = self.config.window_s
         return a.first - w <= b.last and b.first - w <= a.last
 
-    def _campaign_of(self, start: _Seen) -> list[dict[str, Any]]:
-        """The campaign ``start`` belongs to: incidents linked through indicators each seen at
-        >= min_sites sites within the window (transitively); notices where the count grew."""
-        members: dict[tuple[str, str], _Seen] = {(start.site, start.incident_id): start}
+    def _campaign_of(self, inc: _Seen) -> list[dict[str, Any]]:
+        """Link ``inc`` through its indicators seen at >= min_sites sites within the window:
+        it joins (and merges) the campaigns of the incidents it links to, or they form a new
+        one; notices for new members, and for all members when the site count grew. Work per
+        message: its indicators x ``max_fanout``, plus the members when the campaign grew."""
+        k = (inc.site, inc.incident_id)
         linking: set[str] = set()
-        todo = [start]
-        while todo:
-            inc = todo.pop()
-            for ind in inc.indicators:
-                ids = self.index.get(ind, ())
-                near = [
-                    o
-                    for o in (self.incidents[x] for x in ids if x != (inc.site, inc.incident_id))
-                    if self._near(inc, o)
-                ]
-                sites = {inc.site} | {o.site for o in near}
-                if len(sites) < self.config.min_sites:
-                    continue
-                linking.add(ind)
-                for o in near:
-                    ko = (o.site, o.incident_id)
-                    if ko not in members:
-                        members[ko] = o
-                        todo.append(o)
-        sites = {s for s, _ in members}
-        if len(sites) < self.config.min_sites:
+        linked: set[tuple[str, str]] = {k}
+        for ind in inc.indicators:
+            ids = self.index.get(ind, ())
+            if len(ids) > self.config.max_fanout:
+                continue
+            near = [x for x in ids if x != k and self._near(inc, self.incidents[x])]
+            if len({inc.site} | {x[0] for x in near}) < self.config.min_sites:
+                continue
+            linking.add(ind)
+            linked.update(near)
+        if not linking:
             return []
-        known = sorted(m.campaign_id for m in members.values() if m.campaign_id is not None)
-        if known:  # stable when more sites (or a bridge to another campaign) join
-            cid = known[0]
+        ids_in = sorted({c for x in linked if (c := self.incidents[x].campaign_id) is not None})
+        merged = len(ids_in) > 1
+        if ids_in:  # stable when more sites (or a bridge to another campaign) join
+            target = self.campaigns[ids_in[0]]
+            for cid in ids_in[1:]:
+                other = self.campaigns.pop(cid)
+                for m in other.members:
+                    self.incidents[m].campaign_id = target.campaign_id
+                target.members |= other.members
+                target.sites |= other.sites
+                target.indicators |= other.indicators
         else:
-            cid = "camp-" + hashlib.blake2b(min(linking).encode(), digest_size=8).hexdigest()
-        self.campaigns_found.add(cid)
-        campaign = {"campaign_id": cid, "sites": len(sites), "indicators": sorted(linking)}
+            digest = hashlib.blake2b(min(linking).encode(), digest_size=8).hexdigest()
+            target = _Campaign("camp-" + digest)
+            self.campaigns[target.campaign_id] = target
+            self.campaigns_found.add(target.campaign_id)
+        before = len(target.sites)
+        joining = linked - target.members
+        for m in joining:
+            self.incidents[m].campaign_id = target.campaign_id
+        target.members |= joining
+        target.sites |= {m[0] for m in joining}
+        target.indicators |= linking
+        n = len(target.sites)
+        if n < self.config.min_sites:
+            return []
+        campaign = {
+            "campaign_id": target.campaign_id,
+            "sites": n,
+            "indicators": sorted(target.indicators)[:MAX_NOTICE_INDICATORS],
+        }
         notices = []
-        for (site, iid), m in sorted(members.items()):
-            if m.notified_sites < len(sites) or m.campaign_id != cid:
-                m.notified_sites = len(sites)
-                m.campaign_id = cid
-                notices.append({"site": site, "incident_id": iid, "campaign": dict(campaign)})
+        for m in sorted(target.members if merged or n > before else joining):
+            seen = self.incidents[m]
+            if seen.notified_sites < n or seen.notified_id != target.campaign_id:
+                seen.notified_sites, seen.notified_id = n, target.campaign_id
+                notices.append({"site": m[0], "incident_id": m[1], "campaign": dict(campaign)})
         return notices
 
     def _evict(self) -> None:
@@ -286,6 +320,11 @@ class Correlator:
 
     def _forget(self, k: tuple[str, str]) -> None:
         seen = self.incidents.pop(k)
+        camp = self.campaigns.get(seen.campaign_id) if seen.campaign_id is not None else None
+        if camp is not None:
+            camp.members.discard(k)
+            if not camp.members:
+                del self.campaigns[camp.campaign_id]
         for ind in seen.indicators:
             ids = self.index.get(ind)
             if ids is not None:
