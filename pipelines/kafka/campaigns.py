@@ -23,6 +23,7 @@ stays as it was).
 from __future__ import annotations
 
 import logging
+import time
 
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
@@ -36,6 +37,7 @@ from pipelines.kafka.config import KafkaSettings
 
 log = logging.getLogger(__name__)
 
+ASSIGN_RETRY_S = 10.0
 POLL_MESSAGES = 500
 """Notices read per ``poll()`` at most (the runner's loop must not stall on a burst)."""
 
@@ -55,6 +57,8 @@ class SiteCorrelation:
         self.notices_seen = 0
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
+        self._assigned = False
+        self._next_assign = 0.0
 
     # ------------------------------------------------------------------ out
     def indicator_messages(self, result: BatchResult) -> list[tuple[bytes | None, bytes]]:
@@ -87,9 +91,15 @@ class SiteCorrelation:
         self._assign()
 
     def _assign(self) -> bool:
+        """Assign the topic's partitions (False while it does not exist: retried every
+        :data:`ASSIGN_RETRY_S`, so the scoring loop never waits on it)."""
         assert self._consumer is not None
+        now = time.monotonic()
+        if now < self._next_assign:
+            return False
+        self._next_assign = now + ASSIGN_RETRY_S
         try:
-            meta = self._consumer.list_topics(self.kafka.campaigns_topic, timeout=5)
+            meta = self._consumer.list_topics(self.kafka.campaigns_topic, timeout=2)
         except KafkaException as exc:
             log.warning("campaigns topic %s: %s", self.kafka.campaigns_topic, exc)
             return False
@@ -104,8 +114,6 @@ class SiteCorrelation:
         )
         self._assigned = True
         return True
-
-    _assigned = False
 
     def poll(self) -> int:
         """Apply the notices waiting (at most :data:`POLL_MESSAGES`); how many raised an

@@ -1,6 +1,7 @@
 """Cross-site correlation on a real broker: two sites' pipelines and the correlator service.
 
-The same campaign (attacker IPs + user agent) hits both sites; each site's pipeline sends only
+The same campaign (attacker IPs + user agent) hits both sites (one at-least-once, one
+exactly-once); each site's pipeline sends only
 keyed hashes to the correlation topic, the correlator joins them, and each site raises the
 severity of its own incident from the notice. The correlation topic carries no raw value.
 """
@@ -45,7 +46,11 @@ def _site_config(
     broker: KafkaBroker, repository: Path, site: str, shared: dict[str, str], tmp: Path
 ) -> PipelineConfig:
     topics = make_topics(broker, partitions=1)
-    base = pipeline_config(broker, topics, repository, batch_size=1024, **shared)
+    # site-1 runs exactly-once: its indicator messages ride in each batch's transaction
+    exactly_once = site == SITES[1]
+    base = pipeline_config(
+        broker, topics, repository, batch_size=1024, exactly_once=exactly_once, **shared
+    )
     doc: dict[str, Any] = base.model_dump(mode="json")
     doc["incidents"] = {
         "enabled": True,
