@@ -161,3 +161,73 @@ def test_campaign_at_two_sites_raises_both_sites_incidents(
         assert set(msg) == {"site", "incident_id", "first_seen", "last_seen", "indicators"}
         assert all(len(h) == 32 and int(h, 16) >= 0 for h in msg["indicators"])
     assert correlator.notices_out >= 2
+
+
+def test_secureai_correlate_joins_two_sites_and_drains_on_sigterm(
+    kafka_broker: KafkaBroker, tmp_path: Path
+) -> None:
+    """The service as ``secureai correlate`` runs it: notices out, offsets committed after
+    their delivery, SIGTERM -> exit 0 with its summary."""
+    import signal
+    import subprocess
+    import sys
+
+    import yaml
+    from confluent_kafka import Producer
+
+    from morpheus_ext.stages.postprocess.correlation import indicator_message
+
+    from ..kafka_fixtures import REPO_ROOT, committed
+
+    correlation, campaigns, group = unique("correlation"), unique("campaigns"), unique("corr")
+    ensure_topics(kafka_broker.bootstrap, {correlation: 1, campaigns: 1})
+    key = b"subprocess-test-key-0123456789ab"
+    producer = Producer({"bootstrap.servers": kafka_broker.bootstrap})
+    for site, iid in (("paris", "inc-1"), ("tokyo", "inc-2"), ("oslo", "inc-3")):
+        ip = "9.9.9.9" if site == "oslo" else "45.33.12.7"
+        incident = {
+            "site": site,
+            "incident_id": iid,
+            "first_seen": "2026-11-08T10:00:00Z",
+            "last_seen": "2026-11-08T10:05:00Z",
+            "values": {"src_ip": [ip]},
+        }
+        producer.produce(correlation, orjson.dumps(indicator_message(incident, key, ["src_ip"])))
+    assert producer.flush(30) == 0
+    config = tmp_path / "correlator.yml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "kafka": {
+                    "bootstrap_servers": kafka_broker.bootstrap,
+                    "group_id": group,
+                    "correlation_topic": correlation,
+                    "campaigns_topic": campaigns,
+                    "consumer": {"session.timeout.ms": 3000, "heartbeat.interval.ms": 1000},
+                },
+                "correlation": {"enabled": True},
+            }
+        )
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.cli", "correlate", "--config", str(config)],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        notices = read_until(kafka_broker, [campaigns], lambda m: len(m) >= 2)
+        deadline = time.monotonic() + HANG_GUARD_S
+        while committed(kafka_broker, group, correlation, 1).get(0) != 3:
+            assert time.monotonic() < deadline, "hang guard: offsets never committed"
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
+    assert proc.returncode == 0, out.decode()[-2000:]
+    assert b'"notices_out": 2' in out and b'"campaigns": 1' in out
+    got = sorted((m.key, m.json()["incident_id"], m.json()["campaign"]["sites"]) for m in notices)
+    assert got == [(b"paris", "inc-1", 2), (b"tokyo", "inc-2", 2)]
