@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from morpheus_ext.config_io import StrictModel, load_config
 from morpheus_ext.stages.input.kafka_source import consumer_config
@@ -36,7 +36,7 @@ from morpheus_ext.stages.postprocess.correlation import (
     Correlator,
     notice_messages,
 )
-from pipelines.kafka.config import ClientValue
+from pipelines.kafka.config import ClientValue, _expand_env
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,16 @@ class CorrelatorKafka(StrictModel):
     common: dict[str, ClientValue] = Field(default_factory=dict)
     consumer: dict[str, ClientValue] = Field(default_factory=dict)
     producer: dict[str, ClientValue] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _client_options(self) -> CorrelatorKafka:
+        """``${NAME}`` values read from the environment, as in the pipeline's config."""
+        self.common = _expand_env(self.common, "kafka.common")
+        self.consumer = _expand_env(self.consumer, "kafka.consumer")
+        self.producer = _expand_env(self.producer, "kafka.producer")
+        if self.correlation_topic == self.campaigns_topic:
+            raise ValueError("correlation_topic and campaigns_topic must differ")
+        return self
 
 
 class CorrelatorConfig(StrictModel):
