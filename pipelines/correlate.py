@@ -142,7 +142,7 @@ class CorrelatorService:
         return {
             "messages_in": self.messages_in,
             "notices_out": self.notices_out,
-            "campaigns": len(self.correlator.campaigns_found),
+            "campaigns": self.correlator.campaigns_formed,
         }
 
     def _process(self, batch: list[Any]) -> None:

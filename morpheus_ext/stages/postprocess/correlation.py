@@ -211,7 +211,8 @@ class Correlator:
         self.index: dict[str, set[tuple[str, str]]] = {}
         self.watermark = float("-inf")
         self.campaigns: dict[str, _Campaign] = {}
-        self.campaigns_found: set[str] = set()
+        self.campaigns_formed = 0
+        """Campaigns formed so far (a count: the state itself stays bounded)."""
 
     def __len__(self) -> int:
         return len(self.incidents)
@@ -282,7 +283,7 @@ class Correlator:
             digest = hashlib.blake2b(min(linking).encode(), digest_size=8).hexdigest()
             target = _Campaign("camp-" + digest)
             self.campaigns[target.campaign_id] = target
-            self.campaigns_found.add(target.campaign_id)
+            self.campaigns_formed += 1
         before = len(target.sites)
         joining = linked - target.members
         for m in joining:
