@@ -3,6 +3,7 @@ an uninterrupted in-process run makes them — no event lost from its incident, 
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,7 @@ from ..kafka_fixtures import (
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 __all__ = ["kafka_broker", "model_repository"]  # fixtures used by name
 
-N_EVENTS = 24_000
+N_EVENTS = 30_000
 SITE = "site-a"
 
 
@@ -92,7 +93,10 @@ def test_incidents_survive_kill9_without_duplicates(
 
     first = PipelineProcess(path, tmp_path / "first.log")
     first.wait_for("assigned")
-    produce(kafka_broker, topics.events, values, rate=8_000.0)
+    producer = threading.Thread(  # still producing when the kill lands
+        target=produce, args=(kafka_broker, topics.events, values, 6_000.0), daemon=True
+    )
+    producer.start()
     deadline = time.monotonic() + HANG_GUARD_S
     while sum(committed(kafka_broker, topics.group, topics.events, 1).values()) < N_EVENTS // 3:
         assert time.monotonic() < deadline, "hang guard: offsets never advanced"
@@ -103,6 +107,7 @@ def test_incidents_survive_kill9_without_duplicates(
     assert (tmp_path / "incidents.json").exists(), "checkpointed before the commits"
 
     second = PipelineProcess(path, tmp_path / "second.log")
+    producer.join(HANG_GUARD_S)
     deadline = time.monotonic() + HANG_GUARD_S
     while sum(committed(kafka_broker, topics.group, topics.events, 1).values()) < N_EVENTS:
         assert time.monotonic() < deadline, "hang guard: the restart never caught up"
