@@ -19,7 +19,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka import KafkaException, TopicPartition
 
 from morpheus_ext.pipeline import BatchResult
 from morpheus_ext.prometheus_metrics import PipelineMetrics
@@ -246,7 +246,7 @@ class ExactlyOnce(DeliveryMode):
                 self._commit_transaction()
             except KafkaException as exc:
                 err = exc.args[0]
-                if err.code() in (KafkaError._FENCED, KafkaError.PRODUCER_FENCED):
+                if self.sink.is_fenced(err):
                     raise KafkaPipelineError(
                         "another process took over this replica's transactional.id (fenced); "
                         "nothing of the batch committed: give each replica its own "

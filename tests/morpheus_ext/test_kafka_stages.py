@@ -8,12 +8,14 @@ from pathlib import Path
 
 import orjson
 import pytest
+from confluent_kafka import KafkaError
 
 from morpheus_ext.config_io import ConfigError
 from morpheus_ext.stages.input.kafka_source import ConsumedBatch, consumer_config
 from morpheus_ext.stages.input.sources import Origin, RawBatch
 from morpheus_ext.stages.output.files import dead_letter_record
 from morpheus_ext.stages.output.kafka_sink import (
+    KafkaSinkStage,
     dead_letter_key,
     fit_dead_letter,
     producer_config,
@@ -116,6 +118,27 @@ def test_oversized_dead_letter_keeps_prefix_size_and_hash() -> None:
         5,
         "too big",
     )
+
+
+def test_a_bare_fatal_error_is_a_fence_only_when_the_recorded_cause_says_so() -> None:
+    """Once fenced, librdkafka fails ``produce`` with a bare ``_FATAL``; the cause arrives
+    only through error_cb (seen flaky in CI: the replica stopped with "Local: Fatal error"
+    instead of the line naming ``kafka.transactional_id``). No broker: callbacks are fed."""
+    bare = KafkaError(KafkaError._FATAL)
+    sink = KafkaSinkStage(producer_config("127.0.0.1:1", {}, transactional_id="t"))
+    assert not sink.is_fenced(bare)  # no cause recorded yet
+    assert sink.is_fenced(KafkaError(KafkaError._FENCED))
+    assert not sink.is_fenced(KafkaError(KafkaError._TRANSPORT))
+    sink._on_error(KafkaError(KafkaError._TRANSPORT, "connect refused"))  # not fatal: ignored
+    assert sink.fatal_error() is None
+    fenced = "Fatal error: Local: This instance has been fenced by a newer instance: epoch 3"
+    sink._on_error(KafkaError(KafkaError._FATAL, fenced, fatal=True))
+    assert sink.is_fenced(bare)
+
+    other = KafkaSinkStage(producer_config("127.0.0.1:1", {}, transactional_id="u"))
+    denied = "Fatal error: Broker: Transactional Id authorization failed"
+    other._on_error(KafkaError(KafkaError._FATAL, denied, fatal=True))
+    assert not other.is_fenced(bare)
 
 
 def test_consumed_batch_drops_revoked_partitions() -> None:

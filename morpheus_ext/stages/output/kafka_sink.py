@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -62,6 +63,9 @@ def producer_config(
 
 
 # --------------------------------------------------------------------------- sink
+FENCED_CODES = (KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH)
+"""Codes that mean a newer producer with our transactional.id fenced this one."""
+
 DeliveryCallback = Callable[[KafkaError | None, Message], None]
 
 
@@ -69,8 +73,43 @@ class KafkaSinkStage:
     """An idempotent (or transactional) producer; ``produce`` never drops on a full queue."""
 
     def __init__(self, config: dict[str, Any]) -> None:
-        self.producer = Producer(config)
         self.transactional = bool(config.get("transactional.id"))
+        self._fatal: KafkaError | None = None
+        self._user_error_cb: Callable[[KafkaError], None] | None = config.get("error_cb")
+        self.producer = Producer({**config, "error_cb": self._on_error})
+
+    def _on_error(self, err: KafkaError) -> None:
+        """Keep the first fatal error: once fenced, ``produce`` itself fails with a bare
+        ``_FATAL`` ("Local: Fatal error"); the cause (fenced, unauthorised...) only ever
+        arrives here. Other errors are logged as librdkafka would without a callback."""
+        if err.fatal() and self._fatal is None:
+            self._fatal = err
+        if self._user_error_cb is not None:
+            self._user_error_cb(err)
+        else:
+            _CLIENT_LOG.error("%s", err.str())
+
+    def fatal_error(self, wait_s: float = 0.0) -> KafkaError | None:
+        """The producer's fatal error, or None; serves pending callbacks for up to ``wait_s``
+        (librdkafka marks itself fatal a moment before it queues the callback)."""
+        deadline = time.monotonic() + wait_s
+        while self._fatal is None:
+            self.producer.poll(min(0.05, max(0.0, deadline - time.monotonic())))
+            if time.monotonic() >= deadline:
+                break
+        return self._fatal
+
+    def is_fenced(self, err: KafkaError) -> bool:
+        """Whether ``err`` (or the fatal error behind a bare ``_FATAL``) means that another
+        producer with the same ``transactional.id`` took over."""
+        if err.code() in FENCED_CODES:
+            return True
+        if err.code() != KafkaError._FATAL and not err.fatal():
+            return False
+        cause = self.fatal_error(wait_s=1.0)
+        # librdkafka reports a fence through error_cb as _FATAL with the normalised cause
+        # (_FENCED: "This instance has been fenced by a newer instance") in its text.
+        return cause is not None and (cause.code() in FENCED_CODES or "fenced" in cause.str())
 
     def produce(
         self, topic: str, value: bytes, key: bytes | None, on_delivery: DeliveryCallback
