@@ -26,6 +26,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 from pydantic import Field
 
+from federated.audit import AuditConfig, audit_run
 from federated.config import FLConfig, merge_overrides
 from federated.runs import evaluate_on_test
 from federated.simulation import simulate
@@ -72,6 +73,10 @@ class CompareConfig(StrictModel):
     experiments: list[ExperimentConfig]
     criteria: list[Criterion] = Field(default_factory=list)
     report: ReportConfig
+    audit: AuditConfig | None = None
+    """A membership-inference audit of every federated experiment (docs/privacy_audit.md):
+    its AUC and empirical epsilon land in the table and figure beside the accountant's
+    epsilon. None: no audit."""
     runs_dir: Path = Path("runs")
 
 
@@ -146,50 +151,91 @@ def _fmt(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
-def table_markdown(rows: list[dict[str, Any]], reference: str) -> str:
+def audit_summary(doc: dict[str, Any]) -> dict[str, Any]:
+    """The audit numbers a table row carries: the strongest attack's AUC (LiRA when it ran),
+    its TPR at 1% FPR, and the empirical epsilon (the larger of both attacks' bounds)."""
+    attacks = doc["attacks"]
+    best = attacks.get("lira") or attacks["loss"]
+    return {
+        "attack": "lira" if "lira" in attacks else "loss",
+        "auc": best["auc"],
+        "loss_auc": attacks["loss"]["auc"],
+        "tpr_at_1pct_fpr": best["tpr_at_fpr"]["0.01"],
+        "empirical_epsilon": doc["empirical_epsilon"],
+        "confidence": doc["confidence"],
+        "members": doc["rows"]["members"],
+        "seconds": doc["seconds"],
+    }
+
+
+def table_markdown(rows: list[dict[str, Any]], reference: str, audit: bool = False) -> str:
+    """One line per experiment; with ``audit``, two more columns: the membership-inference
+    AUC and the epsilon the attacks prove (a lower bound, beside the accountant's)."""
+    extra_head = " | MIA AUC | ε proved (95%)" if audit else ""
     head = (
         "| experiment | strategy | DP | ε spent (max site) | attack | AUROC | AUPRC | best F1 "
-        f"| TPR@1%FPR | ΔAUROC vs {reference} | wall s |\n"
-        "|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|\n"
+        f"| TPR@1%FPR | ΔAUROC vs {reference}{extra_head} | wall s |\n"
+        "|---|---|---|---:|---|---:|---:|---:|---:|---:|"
+        + ("---:|---:|" if audit else "")
+        + "---:|\n"
     )
     lines = []
     for r in rows:
         m = r["metrics"] or {}
+        a = r.get("audit") or {}
+        extra = (
+            f" | {_fmt(a.get('auc'), 3)} | {_fmt(a.get('empirical_epsilon'), 2)}" if audit else ""
+        )
         lines.append(
             f"| {r['label']} | {r['strategy']} | {r['dp']} | {_fmt(r['epsilon_spent'], 3)} "
             f"| {r['attack']} | {_fmt(m.get('auroc'))} | {_fmt(m.get('auprc'))} "
             f"| {_fmt(m.get('best_f1'))} | {_fmt((m.get('tpr_at_fpr') or {}).get('0.01'))} "
-            f"| {_fmt(r.get('delta_auroc'), 4)} | {r['wall_s']:.0f} |"
+            f"| {_fmt(r.get('delta_auroc'), 4)}{extra} | {r['wall_s']:.0f} |"
         )
     return head + "\n".join(lines) + "\n"
 
 
+def _metric(row: dict[str, Any], metric: str) -> float | None:
+    if metric == "mia_auc":
+        return (row.get("audit") or {}).get("auc")
+    return float(row["metrics"][metric])
+
+
 def _privacy_utility_figure(rows: list[dict[str, Any]], path: Path) -> None:
-    fig = Figure(figsize=(10, 4))
+    audited = any(r.get("audit") for r in rows)
+    metrics = ("auroc", "auprc", "mia_auc") if audited else ("auroc", "auprc")
+    fig = Figure(figsize=(5 * len(metrics), 4))
     FigureCanvasAgg(fig)
     dp_rows = sorted(
         (r for r in rows if r.get("target_epsilon") is not None and r["attack"] == "none"),
         key=lambda r: r["target_epsilon"],
     )
-    for i, metric in enumerate(("auroc", "auprc")):
-        ax = fig.add_subplot(1, 2, i + 1)
-        xs = [r["target_epsilon"] for r in dp_rows]
-        ys = [r["metrics"][metric] for r in dp_rows]
+    for i, metric in enumerate(metrics):
+        ax = fig.add_subplot(1, len(metrics), i + 1)
+        points = [
+            (r["target_epsilon"], v) for r in dp_rows if (v := _metric(r, metric)) is not None
+        ]
+        xs = [x for x, _ in points]
+        ys = [y for _, y in points]
         ax.plot(xs, ys, "o-", color="#2f6fde", label="FL + DP-SGD")
         for x, y in zip(xs, ys, strict=True):
             ax.annotate(f"{y:.3f}", (x, y), textcoords="offset points", xytext=(0, 6), ha="center")
         styles = {"centralized": ("#222222", "--"), "federated": ("#d9822b", ":")}
         for r in rows:
-            if r.get("target_epsilon") is None and r["attack"] == "none":
+            value = _metric(r, metric)
+            if r.get("target_epsilon") is None and r["attack"] == "none" and value is not None:
                 color, style = styles[r["kind"]]
-                ax.axhline(r["metrics"][metric], color=color, ls=style, label=r["label"])
+                ax.axhline(value, color=color, ls=style, label=r["label"])
+        if metric == "mia_auc":
+            ax.axhline(0.5, color="#999999", lw=0.8, label="coin flip")
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xticks(xs or [1])
         ax.set_xticklabels([f"{x:g}" for x in xs] or ["1"])
         ax.set_xlabel("target ε per site (δ = 1e-5)")
-        ax.set_ylabel(metric.upper())
-        ax.set_title(f"{metric.upper()} vs ε")
+        name = "membership-inference AUC" if metric == "mia_auc" else metric.upper()
+        ax.set_ylabel(name)
+        ax.set_title(f"{name} vs ε")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
@@ -250,6 +296,8 @@ def compare(config: CompareConfig, run_dir: Path | None = None) -> CompareResult
             row = _centralized(config, out, exp)
         else:
             row = _federated(config, out, exp)
+            if config.audit is not None:
+                row["audit"] = audit_summary(audit_run(Path(row["run_dir"]), config.audit))
         row.update(experiment=exp.name, label=exp.label or exp.name)
         rows.append(row)
         write_json(out / "results.json", {"rows": rows})  # progress survives a crash
@@ -264,7 +312,7 @@ def compare(config: CompareConfig, run_dir: Path | None = None) -> CompareResult
     else:
         _robustness_figure(rows, figure)
     ref_label = ref["label"]
-    table = table_markdown(rows, ref_label)
+    table = table_markdown(rows, ref_label, audit=config.audit is not None)
     check_lines = "".join(
         f"- {c['experiment']} vs {c['reference']}: AUROC drop {c['auroc_drop']:+.4f} "
         f"(allowed {c['max_auroc_drop']}) — {'PASS' if c['passed'] else 'FAIL'}\n"

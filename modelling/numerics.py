@@ -1,4 +1,4 @@
-"""Training arithmetic that is the same on every x86-64 CPU: pinned kernels (the contract's base).
+"""Training arithmetic that is deterministic on one machine and as alike as is cheap across CPUs.
 
 torch picks its CPU kernels at run time: ATen's own vectorized loops by the widest ISA it finds
 (AVX-512 here, AVX2 elsewhere), and MKL's BLAS by ISA *and vendor* (Intel and AMD get different
@@ -6,8 +6,11 @@ GEMM code). Each rounds differently; dozens of epochs of SGD turn those last bit
 model (measured: docs/reproducibility.md). So training processes pin them before torch loads:
 
 * ``ATEN_CPU_CAPABILITY=avx2``: ATen's loops as on any AVX2 CPU (every CI machine has AVX2);
-* ``MKL_CBWR=COMPATIBLE``: MKL's Conditional Numerical Reproducibility branch that runs the same
-  code on Intel and non-Intel CPUs (``MKL_CBWR=AVX2`` silently falls back to AUTO on AMD);
+* ``MKL_CBWR=AUTO``: MKL's Conditional Numerical Reproducibility on its own CPU's code path
+  (fixed blocking, deterministic reductions: the same bytes run after run on one machine).
+  ``COMPATIBLE`` (one code path for every vendor) was the pin until 2026-12-06; it did not
+  make an Intel Sapphire Rapids and an AMD EPYC agree anyway (oneDNN differs too) and it made
+  GEMMs 3.4-7x slower on Intel: cross-CPU is a quality contract now (``ACROSS_CPU_FAMILIES``);
 * ``ONEDNN_MAX_CPU_ISA=AVX2``: the CNN model's convolutions.
 
 Values a user already exported win (``setdefault``). ``modelling/__init__`` calls
@@ -19,7 +22,7 @@ This module must not import torch at module level (it runs before torch is loade
 
 >>> pin_kernel_env()
 >>> import os
->>> os.environ["MKL_CBWR"] in ("COMPATIBLE", os.environ["MKL_CBWR"])
+>>> os.environ["MKL_CBWR"] in ("AUTO", os.environ["MKL_CBWR"])
 True
 """
 
@@ -36,13 +39,13 @@ log = logging.getLogger(__name__)
 
 PINNED_KERNELS: dict[str, str] = {
     "ATEN_CPU_CAPABILITY": "avx2",
-    "MKL_CBWR": "COMPATIBLE",
+    "MKL_CBWR": "AUTO",
     "ONEDNN_MAX_CPU_ISA": "AVX2",
 }
 # mkl_service.h: mkl_cbwr_get(MKL_CBWR_BRANCH) answers one of these.
 _MKL_CBWR_BRANCH = 1
 _MKL_BRANCHES = {1: "OFF", 2: "AUTO", 3: "COMPATIBLE", 4: "SSE2", 8: "SSE4_2", 10: "AVX2"}
-_MKL_COMPATIBLE = 3
+_MKL_OFF, _MKL_AUTO = 1, 2
 
 
 def pin_kernel_env() -> None:
@@ -66,8 +69,9 @@ def _mkl() -> Any | None:
 
 
 def kernel_report() -> dict[str, Any]:
-    """What training runs on now: ATen capability, MKL's CNR branch, and whether both are the
-    pinned ones (then the same config gives the same bytes on any x86-64 CPU with AVX2)."""
+    """What training runs on now: ATen capability, MKL's CNR branch, and whether both are
+    pinned (ATen at AVX2, MKL's CNR on: then the same config gives the same bytes on this CPU
+    family, and a model of the same quality on any x86-64 CPU with AVX2)."""
     import torch
 
     mkl = _mkl()
@@ -76,22 +80,23 @@ def kernel_report() -> dict[str, Any]:
     return {
         "aten_cpu_capability": capability,
         "mkl_cbwr_branch": branch,
-        "pinned": capability == "AVX2" and branch in ("COMPATIBLE", None),
+        "pinned": capability == "AVX2" and branch != "OFF",
         "torch_threads": torch.get_num_threads(),
     }
 
 
 def ensure_pinned() -> dict[str, Any]:
-    """Pin MKL now if torch was loaded before :func:`pin_kernel_env` (works until MKL's first
-    call); warn when training will not be machine-independent."""
+    """Turn MKL's CNR on now if torch was loaded before :func:`pin_kernel_env` (works until
+    MKL's first call); a branch the user chose (``MKL_CBWR=COMPATIBLE``...) is kept. Warns
+    when training will not be deterministic."""
     mkl = _mkl()
-    if mkl is not None and mkl.mkl_serv_cbwr_get(_MKL_CBWR_BRANCH) != _MKL_COMPATIBLE:
-        mkl.mkl_serv_cbwr_set(_MKL_COMPATIBLE)
+    if mkl is not None and mkl.mkl_serv_cbwr_get(_MKL_CBWR_BRANCH) == _MKL_OFF:
+        mkl.mkl_serv_cbwr_set(_MKL_AUTO)
     report = kernel_report()
     if not report["pinned"]:
         log.warning(
-            "training kernels are not pinned (%s): the result reproduces on this CPU family "
-            "only; import secureai before torch or export %s",
+            "training kernels are not pinned (%s): the result may not reproduce even on this "
+            "machine; import secureai before torch or export %s",
             report,
             " ".join(f"{k}={v}" for k, v in PINNED_KERNELS.items()),
         )

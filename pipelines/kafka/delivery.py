@@ -222,6 +222,15 @@ class AtLeastOnce(DeliveryMode):
             )
 
 
+FENCED = (
+    "another process took over this replica's transactional.id (fenced); nothing of the "
+    "batch committed: give each replica its own kafka.transactional_id (default "
+    "<group_id>-<hostname>)"
+)
+"""The one line a fenced replica stops with, wherever the fence surfaces (a transaction, a
+rebalance's flush, the producer's poll)."""
+
+
 class ExactlyOnce(DeliveryMode):
     """One transaction per batch: records + dead letters + offsets, committed together."""
 
@@ -247,11 +256,7 @@ class ExactlyOnce(DeliveryMode):
             except KafkaException as exc:
                 err = exc.args[0]
                 if self.sink.is_fenced(err):
-                    raise KafkaPipelineError(
-                        "another process took over this replica's transactional.id (fenced); "
-                        "nothing of the batch committed: give each replica its own "
-                        "kafka.transactional_id (default <group_id>-<hostname>)"
-                    ) from exc
+                    raise KafkaPipelineError(FENCED) from exc
                 if not err.txn_requires_abort():
                     raise KafkaPipelineError(
                         f"Kafka transaction failed ({err.str()}); nothing of the batch committed"

@@ -62,7 +62,7 @@ from morpheus_ext.stages.preprocess.featurizer import Featurizer
 from pipelines.kafka.backlog import Backlog
 from pipelines.kafka.campaigns import SiteCorrelation
 from pipelines.kafka.config import PipelineConfig
-from pipelines.kafka.delivery import AtLeastOnce, DeliveryMode, ExactlyOnce
+from pipelines.kafka.delivery import FENCED, AtLeastOnce, DeliveryMode, ExactlyOnce
 from pipelines.kafka.hold import InferenceHold
 from pipelines.kafka.summary import KafkaPipelineError, RunSummary
 
@@ -246,6 +246,11 @@ class KafkaScoringRunner:
             if not self._abort.is_set():
                 self._checkpoint()  # final: the state through everything scored
                 self._checkpoint_incidents()
+        except KafkaException as exc:
+            self._abort.set()
+            if self.transactional_id and exc.args and self.sink.is_fenced(exc.args[0]):
+                raise KafkaPipelineError(FENCED) from exc  # e.g. surfaced in a revoke's flush
+            raise
         except BaseException:
             self._abort.set()
             raise

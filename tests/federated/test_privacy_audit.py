@@ -97,14 +97,9 @@ def test_audit_detects_a_memorising_model_and_not_an_eps1_model() -> None:
     assert reports["eps=1"]["empirical_epsilon"] <= reports["eps=1"]["accountant_epsilon"]
 
 
-def test_fl_audit_reads_a_run_dir_and_writes_audit_json(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """The run-directory path without a Flower run: a resolved config, a completed
-    ``fl_result.json`` (DP off) and an untrained checkpoint; members and non-members come
-    from the config's site split."""
-    import argparse
-
+def _untrained_run_dir(run_dir: Path) -> None:
+    """A finished-looking federated run without a Flower run: a resolved config (3 sites of
+    1500 synthetic events, DP off), a completed ``fl_result.json`` and an untrained checkpoint."""
     from federated.config import FLConfig, PublicDataConfig, SiteSplitConfig
     from federated.site_split import fit_public_inputs
     from modelling.checkpoint import save_checkpoint
@@ -112,9 +107,9 @@ def test_fl_audit_reads_a_run_dir_and_writes_audit_json(
     from modelling.models import build_autoencoder
     from morpheus_ext.config_io import dump_config
     from morpheus_ext.feature_spec import load_spec
-    from pipelines import cli_fl
     from synthetic import SyntheticConfig
 
+    run_dir.mkdir(parents=True, exist_ok=True)
     src = DataSource(synthetic=SyntheticConfig(n_events=1500, n_sites=3, seed=0))
     config = FLConfig(
         data=DataConfig(train=src),
@@ -123,15 +118,27 @@ def test_fl_audit_reads_a_run_dir_and_writes_audit_json(
         model=ModelConfig(hidden=[16, 4]),
     )
     config.privacy.enabled = False
-    dump_config(config, tmp_path / "config.yaml")
-    (tmp_path / "fl_result.json").write_text(json.dumps({"status": "completed", "dp": None}))
+    dump_config(config, run_dir / "config.yaml")
+    (run_dir / "fl_result.json").write_text(json.dumps({"status": "completed", "dp": None}))
     spec = load_spec("security_events")
     public = fit_public_inputs(src, spec, "normal")
     model = build_autoencoder(config.model, spec.tensor_width, seed=0)
     save_checkpoint(
-        tmp_path / "model", model, config.model, public.normalizer, "security_events", "h"
+        run_dir / "model", model, config.model, public.normalizer, "security_events", "h"
     )
 
+
+def test_fl_audit_reads_a_run_dir_and_writes_audit_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The run-directory path without a Flower run: a resolved config, a completed
+    ``fl_result.json`` (DP off) and an untrained checkpoint; members and non-members come
+    from the config's site split."""
+    import argparse
+
+    from pipelines import cli_fl
+
+    _untrained_run_dir(tmp_path)
     parser = argparse.ArgumentParser(prog="secureai")
     cli_fl.register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(
@@ -147,3 +154,49 @@ def test_fl_audit_reads_a_run_dir_and_writes_audit_json(
     assert doc["attacks"]["lira"]["reference_models"] == 2
     assert doc["accountant"]["epsilon"] is None and doc["within_accountant"] is None
     assert abs(doc["attacks"]["loss"]["auc"] - 0.5) < 0.15  # an untrained model knows no one
+
+
+def test_fl_compare_audits_every_federated_experiment_into_its_table_and_figure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``fl compare`` with ``audit:`` runs the real audit on each federated experiment's run
+    directory; its AUC and proved epsilon land in results.json, the table and the figure.
+    The federated runs themselves are replaced by ``fake_federated_row`` (a prepared run
+    directory, no Flower simulation): what is under test is compare's wiring."""
+    import yaml
+
+    from federated import compare as compare_module
+    from federated.compare import CompareConfig, compare
+
+    doc = yaml.safe_load((Path(__file__).parents[2] / "configs" / "baselines.yml").read_text())
+    doc["experiments"] = [doc["experiments"][1], doc["experiments"][3]]  # no DP, eps 3
+    doc["criteria"] = []
+    doc["report"].update(reference="fl_nodp", results_md=None)
+    doc["audit"] = {"reference_models": 2, "max_rows": 100}
+    config = CompareConfig.model_validate(doc)
+
+    def fake_federated_row(
+        cfg: CompareConfig, out: Path, exp: compare_module.ExperimentConfig
+    ) -> dict[str, object]:
+        _untrained_run_dir(out / exp.name)
+        dp = exp.name != "fl_nodp"
+        return {
+            "kind": "federated", "strategy": "fedmedian", "dp": "ε=3" if dp else "off",
+            "target_epsilon": 3.0 if dp else None, "epsilon_spent": 3.0 if dp else None,
+            "attack": "none", "rounds": 1, "wall_s": 0.0, "run_dir": str(out / exp.name),
+            "metrics": {"auroc": 0.9, "auprc": 0.5, "best_f1": 0.5, "tpr_at_fpr": {"0.01": 0.4}},
+        }  # fmt: skip
+
+    monkeypatch.setattr(compare_module, "_federated", fake_federated_row)
+    result = compare(config, tmp_path / "cmp")
+    for row in result.rows:
+        audit = row["audit"]
+        assert audit["attack"] == "lira" and audit["members"] == 100
+        assert abs(audit["auc"] - 0.5) < 0.15 and audit["empirical_epsilon"] >= 0
+        assert (Path(row["run_dir"]) / "audit.json").is_file()
+    table = (tmp_path / "cmp" / "results.md").read_text()
+    assert "| MIA AUC | ε proved (95%) |" in table.splitlines()[0]
+    assert {line.count("|") for line in table.splitlines()[:4]} == {14}  # 13 columns
+    saved = json.loads((tmp_path / "cmp" / "results.json").read_text())
+    assert [r["audit"]["auc"] for r in saved["rows"]] == [r["audit"]["auc"] for r in result.rows]
+    assert result.figure.stat().st_size > 0
