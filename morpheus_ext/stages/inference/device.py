@@ -311,6 +311,8 @@ class DeviceEngine:
 
     def _load_ort(self, kind: EngineKind, paths: tuple[Path, Path]) -> _Loaded:
         cuda = kind == "ort-cuda"
+        if cuda and CUDA_PROVIDER not in ort.get_available_providers():
+            raise RuntimeError(f"this onnxruntime has no {CUDA_PROVIDER}")
         providers: list[Any] = [(CUDA_PROVIDER, {"device_id": 0})] if cuda else []
         providers.append("CPUExecutionProvider")
         options = ort.SessionOptions()
