@@ -52,7 +52,7 @@ from morpheus_ext.model_repository import (
     check_spec_hash,
     served_version,
 )
-from morpheus_ext.onnx_proto import Model, Node, read_model
+from morpheus_ext.onnx_proto import Model, read_model
 from morpheus_ext.stages.inference.base import ModelInfo
 from morpheus_ext.stages.postprocess.postproc import DEFAULT_TOP_K, postprocess
 from morpheus_ext.triton_limits import MAX_BATCH
@@ -178,9 +178,14 @@ class TorchGraph:
         unknown = sorted({n.op_type for n in model.nodes} - {"Constant", *self.ops})
         if unknown:
             raise ModelRepositoryError(f"the torch engine cannot run ONNX op(s) {unknown}")
+        constants = dict(model.initializers)
+        for node in model.nodes:  # Constant nodes: made once here, not per batch
+            if node.op_type == "Constant":
+                constants[node.outputs[0]] = np.asarray(node.attributes["value"])
+        self.nodes = [node for node in model.nodes if node.op_type != "Constant"]
         self.constants = {
             name: torch.as_tensor(np.ascontiguousarray(value), device=device)
-            for name, value in model.initializers.items()
+            for name, value in constants.items()
         }
         if device.startswith("cuda"):
             torch.backends.cuda.matmul.allow_tf32 = False
@@ -242,15 +247,10 @@ class TorchGraph:
         """Graph inputs (torch tensors on ``device``) -> graph outputs, by name."""
         values: dict[str, Any] = {**self.constants, **feeds}
         with self.torch.inference_mode():
-            for node in self.model.nodes:
-                values.update(zip(node.outputs, self._step(node, values), strict=False))
+            for node in self.nodes:
+                args = [values[name] if name else None for name in node.inputs]
+                values[node.outputs[0]] = self.ops[node.op_type](*args, **node.attributes)
         return {name: values[name] for name in self.model.outputs}
-
-    def _step(self, node: Node, values: dict[str, Any]) -> list[Any]:
-        if node.op_type == "Constant":
-            return [self.torch.as_tensor(node.attributes["value"], device=self.device)]
-        args = [values[name] if name else None for name in node.inputs]
-        return [self.ops[node.op_type](*args, **node.attributes)]
 
 
 # ---------------------------------------------------------------------------- engine
