@@ -12,7 +12,10 @@ Per slot kind (see docs/event_tensor.md):
   a missing optional value leaves the slice all zero.
 
 Hashing happens on the *unique* values of a batch (host side, a few hundred strings at most), and
-the per-row work is an array gather, so cuDF and pandas share one code path and one hash.
+the per-row work is an array gather, so cuDF and pandas share one code path and one hash. The
+numeric assembly of the tensor is one function over an array module, :func:`event_tensor`: NumPy
+for pandas, CuPy for cuDF (its columns are handed over as CuPy) or for a pandas batch whose
+tensor should be born on the GPU (``transform(frame, xp=cupy)``).
 
 Bad rows never fail the batch: each comes back as a :class:`Reject` with a readable reason.
 """
