@@ -171,6 +171,68 @@ def test_core_on_numpy_is_what_transform_returns() -> None:
     assert empty.shape == (0, 256) and empty.dtype == np.float32
 
 
+class _DeviceArray(np.ndarray):
+    """An array of :class:`FakeCupy`: like CuPy's, it refuses to mix with a host (NumPy) array,
+    so a NumPy array leaking into the core fails here as it would on a GPU."""
+
+    def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        for x in (*inputs, *kwargs.get("out", ())):
+            if isinstance(x, np.ndarray) and not isinstance(x, _DeviceArray):
+                raise TypeError(f"{ufunc.__name__}: a host array mixed with a device array")
+        plain = [x.view(np.ndarray) if isinstance(x, _DeviceArray) else x for x in inputs]
+        return _device(getattr(ufunc, method)(*plain, **kwargs))
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        parts = key if isinstance(key, tuple) else (key,)
+        for x in (*parts, value):
+            if isinstance(x, np.ndarray) and not isinstance(x, _DeviceArray):
+                raise TypeError("setitem: a host array mixed with a device array")
+        super().__setitem__(key, value)
+
+
+def _device(value: Any) -> Any:
+    return value.view(_DeviceArray) if isinstance(value, np.ndarray) else value
+
+
+class FakeCupy:
+    """The part of CuPy's surface :func:`event_tensor` and :meth:`TensorColumns.to` use, on the
+    host: checks the ``xp=cupy`` path keeps to one array module without a GPU."""
+
+    float32 = np.float32
+
+    def __getattr__(self, name: str) -> Any:
+        fn = getattr(np, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            for x in args:  # asarray is the one host -> device copy
+                if isinstance(x, np.ndarray) and not isinstance(x, _DeviceArray | np.generic):
+                    if name == "asarray":
+                        continue
+                    raise TypeError(f"xp.{name}: a host array passed to the device module")
+            return _device(
+                fn(
+                    *[a.view(np.ndarray) if isinstance(a, _DeviceArray) else a for a in args],
+                    **kwargs,
+                )
+            )
+
+        return call
+
+
+def test_the_core_on_another_array_module_never_mixes_it_with_numpy() -> None:
+    fz = Featurizer(SPEC)
+    frame = events(800)
+    frame.loc[3, "timestamp"] = "yesterday"
+    want = fz.transform(frame)
+    got = fz.transform(frame, xp=FakeCupy())  # type: ignore[arg-type]
+    assert isinstance(got.tensor, _DeviceArray)
+    np.testing.assert_array_equal(got.tensor.view(np.ndarray), want.tensor)
+    assert got.rejects == want.rejects and len(got) == len(want) == 799
+    host = TensorColumns(1, {"bytes_in": np.array([1.0])}, {}, {})  # not moved: the fake bites
+    with pytest.raises(TypeError, match="host array"):
+        event_tensor(FakeCupy(), fz.layout, host)  # type: ignore[arg-type]
+
+
 # ------------------------------------------------------------------ the script, CPU fallback
 def run_script(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], Any]:
     out = tmp_path / "gpu.json"
