@@ -50,6 +50,7 @@ ALSO = [
     "modelling.evaluation.equivalence",
     "morpheus_ext.errors",
     "morpheus_ext.model_repository",
+    "morpheus_ext.onnx_proto",
     "pipelines.cli_base",
     "synthetic",
     "synthetic.attacks_campaign",

@@ -6,6 +6,8 @@
 #   - .triton-venv is made with that python: numpy 1.26 inside it, the image's packages and the
 #     carried wheels after it (a .pth), the Triton server unpacked into it, then
 #     scripts/triton/install.sh finishes it with TRITON_PREINSTALLED=1 (backends, checks, layout).
+# --wheels-only stops after the first step: enough for scripts/gpu/bench_featurize_infer.py and
+# the `gpu` tests that need no Triton (seconds instead of building .triton-venv).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
@@ -19,6 +21,9 @@ for wheel in "$DEV"/wheels/*.whl; do
 done
 "$PY" -m pip install -q --no-index --no-deps --no-compile --upgrade --target "$DEVICE_SITE" \
   "${WHEELS[@]}"
+if [[ "${1:-}" == "--wheels-only" ]]; then
+  exit 0
+fi
 IMAGE_SITE="$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
 VENV="$REPO/.triton-venv"
 "$PY" -m venv "$VENV"

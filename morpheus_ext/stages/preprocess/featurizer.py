@@ -12,7 +12,10 @@ Per slot kind (see docs/event_tensor.md):
   a missing optional value leaves the slice all zero.
 
 Hashing happens on the *unique* values of a batch (host side, a few hundred strings at most), and
-the per-row work is an array gather, so cuDF and pandas share one code path and one hash.
+the per-row work is an array gather, so cuDF and pandas share one code path and one hash. The
+numeric assembly of the tensor is one function over an array module, :func:`event_tensor`: NumPy
+for pandas, CuPy for cuDF (its columns are handed over as CuPy) or for a pandas batch whose
+tensor should be born on the GPU (``transform(frame, xp=cupy)``).
 
 Bad rows never fail the batch: each comes back as a :class:`Reject` with a readable reason.
 """
@@ -23,14 +26,15 @@ import math
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from morpheus_ext.backend import CPU, Backend, backend_of
-from morpheus_ext.feature_spec import FeatureSpec, FieldSlot
+from morpheus_ext.backend import CPU, Backend, backend_of, to_host_array
+from morpheus_ext.feature_spec import FeatureSpec, FieldSlot, TensorLayout
 
 _SCALARS = (str, int, float, bool, np.integer, np.floating, np.bool_)
 _EPOCH_MS_CUTOFF = 1e11  # numeric timestamps above this are milliseconds, below are seconds
@@ -106,6 +110,78 @@ def iso_epoch_seconds(col: pd.Series) -> np.ndarray | None:
     return np.asarray(ns.cast(pa.int64()).to_numpy(zero_copy_only=False) / 1e9, np.float64)
 
 
+@dataclass(frozen=True)
+class TensorColumns:
+    """What the numeric core reads, one entry per accepted row: everything string-shaped is
+    already resolved (parsed numbers, factorized codes, hashed buckets), so assembling the
+    tensor is pure array work that NumPy and CuPy run alike.
+
+    ``numeric``: float64 values as given (NaN: missing), *before* the slot transform;
+    ``codes``: per categorical field, each row's index into ``luts`` (-1: missing);
+    ``luts``: per categorical field, the bucket of each code; ``times``: float64 epoch seconds
+    (or None without time features). The cuDF backend hands these over as CuPy arrays.
+    """
+
+    rows: int
+    numeric: dict[str, Any]
+    codes: dict[str, Any]
+    luts: dict[str, Any]
+    times: Any = None
+
+    def to(self, xp: ModuleType) -> TensorColumns:
+        """The same columns as arrays of ``xp``: one host->device copy per column for CuPy
+        (a few bytes per row: numbers, codes, times; never the 1 KiB tensor row)."""
+
+        def move(a: Any) -> Any:
+            return to_host_array(a) if xp is np else xp.asarray(a)
+
+        return TensorColumns(
+            self.rows,
+            {k: move(v) for k, v in self.numeric.items()},
+            {k: move(v) for k, v in self.codes.items()},
+            {k: move(v) for k, v in self.luts.items()},
+            None if self.times is None else move(self.times),
+        )
+
+
+def event_tensor(xp: ModuleType, layout: TensorLayout, columns: TensorColumns) -> Any:
+    """The featurizer's numeric core: ``columns`` -> float32 ``[rows, layout.width]`` of ``xp``.
+
+    One kernel for every backend (NumPy on CPU, CuPy on a GPU, whether the columns came from
+    pandas or cuDF), so CPU and GPU differ only by the last bits of log1p/sin/cos (parity is
+    checked to 1e-6 by scripts/gpu/bench_featurize_infer.py). Per slot: numeric ->
+    ``sign(x) * log1p(|x|)`` (or identity), time -> sin/cos of the hour-of-day and
+    day-of-week phase, categorical -> a one-hot scatter at the row's bucket.
+
+    >>> import numpy as np
+    >>> from morpheus_ext.feature_spec import load_spec
+    >>> layout = load_spec("netflow").layout
+    >>> cols = TensorColumns(1, {"bytes_in": np.array([np.e - 1])}, {}, {})
+    >>> t = event_tensor(np, layout, cols)
+    >>> t.shape, t.dtype.name, float(t[0, layout.fields[0].offset].round(6))
+    ((1, 256), 'float32', 1.0)
+    """
+    tensor = xp.zeros((columns.rows, layout.width), dtype=xp.float32)
+    for slot in layout.fields:
+        if slot.kind == "numeric":
+            values = columns.numeric.get(slot.name)
+            if values is not None and slot.transform == "log1p":
+                values = xp.sign(values) * xp.log1p(xp.abs(values))
+            tensor[:, slot.offset] = np.nan if values is None else values
+        elif slot.kind == "time" and columns.times is not None:
+            period = 86400.0 if slot.name == "hour" else 7 * 86400.0
+            # Day 0 of the epoch was a Thursday: shift so the weekday phase starts on Monday.
+            shift = 0.0 if slot.name == "hour" else 3 * 86400.0
+            angle = 2 * np.pi * xp.mod(columns.times + shift, period) / period
+            tensor[:, slot.offset] = xp.sin(angle)
+            tensor[:, slot.offset + 1] = xp.cos(angle)
+        elif slot.kind == "categorical" and slot.name in columns.codes:
+            code, lut = columns.codes[slot.name], columns.luts[slot.name]
+            rows = xp.flatnonzero(code >= 0)
+            tensor[rows, slot.offset + lut[code[rows]]] = 1.0
+    return tensor
+
+
 class Featurizer:
     """Turns DataFrames into EVENT_TENSOR rows for one :class:`FeatureSpec`.
 
@@ -134,8 +210,15 @@ class Featurizer:
         return list(dict.fromkeys(cols))
 
     # ------------------------------------------------------------------ validation
-    def transform(self, frame: Any) -> FeaturizedBatch:
-        """Validate row by row, then build the tensor for the rows that passed."""
+    def transform(self, frame: Any, xp: ModuleType | None = None) -> FeaturizedBatch:
+        """Validate row by row, then build the tensor for the rows that passed.
+
+        ``xp`` (NumPy or CuPy) is where the tensor is assembled: by default the frame's own
+        array module (NumPy for pandas, CuPy for cuDF). ``xp=cupy`` with a pandas frame keeps
+        the string work (parsing, factorizing, hashing) on the host and runs the numeric core
+        on the GPU, so the tensor is born on the device that scores it (no cuDF needed). Only
+        ``tensor`` moves: ``times`` and ``categories`` stay arrays of the frame's backend.
+        """
         backend = backend_of(frame)
         n = len(frame)
         reasons: dict[int, str] = {}
@@ -179,7 +262,10 @@ class Featurizer:
             numeric = {k: v[take] for k, v in numeric.items()}
             codes = {k: v[take] for k, v in codes.items()}
             times = times[take] if times is not None else None
-        tensor = self._tensor(backend, len(keep), numeric, codes, luts, times)
+        columns = TensorColumns(len(keep), numeric, codes, luts, times)
+        if xp is not None and xp is not backend.xp:
+            columns = columns.to(xp)
+        tensor = event_tensor(backend.xp if xp is None else xp, self.layout, columns)
         host = backend.to_host_frame(frame).reset_index(drop=True)
         categories = {k: (v, uniques[k]) for k, v in codes.items()}
         return FeaturizedBatch(
@@ -204,9 +290,7 @@ class Featurizer:
                     f"field '{slot.name}': number is not finite",
                 )
                 arr = np.where(infinite, np.nan, arr)
-            if slot.transform == "log1p":
-                arr = np.sign(arr) * np.log1p(np.abs(arr))
-            return arr
+            return arr  # the slot transform (log1p) is the core's: event_tensor()
         original = col
         if col.dtype == object:
             _check_scalars(backend, col, slot.name, reasons)
@@ -227,10 +311,7 @@ class Featurizer:
             reasons.setdefault(p, f"field '{slot.name}': expected a number, got {got}")
         infinite = xp.isinf(arr)
         _add(reasons, _positions(backend, infinite), f"field '{slot.name}': number is not finite")
-        arr = xp.where(infinite, np.nan, arr)
-        if slot.transform == "log1p":
-            arr = xp.sign(arr) * xp.log1p(xp.abs(arr))
-        return arr
+        return xp.where(infinite, np.nan, arr)
 
     def _timestamps(self, backend: Backend, col: Any, reasons: dict[int, str]) -> Any:
         """Seconds since the epoch (float64); accepts ISO-8601 strings and epoch s/ms numbers.
@@ -280,35 +361,6 @@ class Featurizer:
                 f"field '{self.spec.timestamp}': {_show(col.iloc[p])} is outside 1970-2199",
             )
         return out
-
-    # ------------------------------------------------------------------ tensor
-    def _tensor(
-        self,
-        backend: Backend,
-        n: int,
-        numeric: dict[str, Any],
-        codes: dict[str, Any],
-        luts: dict[str, Any],
-        times: Any,
-    ) -> Any:
-        xp = backend.xp
-        tensor = xp.zeros((n, self.layout.width), dtype=xp.float32)
-        for slot in self.layout.fields:
-            if slot.kind == "numeric":
-                values = numeric.get(slot.name)
-                tensor[:, slot.offset] = np.nan if values is None else values
-            elif slot.kind == "time" and times is not None:
-                period = 86400.0 if slot.name == "hour" else 7 * 86400.0
-                # Day 0 of the epoch was a Thursday: shift so the weekday phase starts on Monday.
-                shift = 0.0 if slot.name == "hour" else 3 * 86400.0
-                angle = 2 * np.pi * xp.mod(times + shift, period) / period
-                tensor[:, slot.offset] = xp.sin(angle)
-                tensor[:, slot.offset + 1] = xp.cos(angle)
-            elif slot.kind == "categorical" and slot.name in codes:
-                code, lut = codes[slot.name], luts[slot.name]
-                rows = xp.flatnonzero(code >= 0)
-                tensor[rows, slot.offset + lut[code[rows]]] = 1.0
-        return tensor
 
     @staticmethod
     def _buckets(
