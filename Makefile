@@ -83,6 +83,8 @@ models: setup
 
 bench: setup triton kafka  ## every benchmark; each rewrites its own section of docs/benchmarks.md
 	$(PY) benchmarks/bench_inprocess.py --out docs/benchmarks.md
+	$(PY) benchmarks/bench_stages.py --out docs/benchmarks.md
+	$(PY) benchmarks/bench_peers.py --out docs/benchmarks.md
 	$(PY) benchmarks/bench_triton.py --out docs/benchmarks.md
 	$(PY) benchmarks/bench_kafka.py --out docs/benchmarks.md
 	$(PY) benchmarks/bench_fingerprint.py --out docs/benchmarks.md
