@@ -4,8 +4,10 @@
 
 Measures, per batch size: featurize only (DataFrame -> EVENT_TENSOR), infer only (ONNX Runtime
 ensemble + postproc), featurize + infer, and the full in-process path from raw JSON bytes to
-score records. Uses the committed model repository and synthetic events; writes a Markdown
-section with machine info and the exact command.
+score records as the JSON lines the sinks write (the pipeline's column-wise records; until
+2026-12-06 this column measured per-event dicts and a decode that fell back to orjson). Uses
+the committed model repository and synthetic events; writes a Markdown section with machine
+info and the exact command.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from report import git_commit, machine_info, update_section
 from morpheus_ext.feature_spec import load_spec
 from morpheus_ext.stages.inference.inprocess import InProcessEngine
 from morpheus_ext.stages.input.sources import frame_source
-from morpheus_ext.stages.postprocess.records import build_records
+from morpheus_ext.stages.postprocess.records import build_score_records
 from morpheus_ext.stages.preprocess.decode import decode_batch
 from morpheus_ext.stages.preprocess.featurizer import Featurizer
 from synthetic import SyntheticConfig, generate
@@ -55,6 +57,9 @@ def main() -> int:
 
     spec = load_spec(args.spec)
     featurizer = Featurizer(spec)
+    # As ScoringPipeline decodes: the timestamp stays text (Arrow would infer a timestamp
+    # column and send every batch down the slower per-value path).
+    text = (spec.timestamp,) if spec.timestamp else ()
     engine = InProcessEngine(args.repository, spec.spec_hash)
     frame = generate(SyntheticConfig(n_events=args.events, seed=3))
     rows = []
@@ -78,8 +83,9 @@ def main() -> int:
         def full(raws: list = raws) -> int:  # type: ignore[type-arg]
             n = 0
             for raw in raws:
-                fb = featurizer.transform(decode_batch(raw).frame)
-                n += len(build_records(fb, engine.infer(fb.tensor), featurizer, engine.info))
+                fb = featurizer.transform(decode_batch(raw, string_columns=text).frame)
+                records = build_score_records(fb, engine.infer(fb.tensor), featurizer, engine.info)
+                n += len(records.json_lines())  # the bytes the sinks write
             return n
 
         row = [bs] + [median_rate(f, args.repeats) for f in (featurize, infer, both, full)]

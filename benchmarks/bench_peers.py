@@ -9,7 +9,8 @@ One protocol for every detector (issue #20's side-by-side):
   the test events as JSON lines, the way they arrive on Kafka;
 * **SecureAI**: the committed model (``triton_model_repository``, what ``make models`` trains
   on exactly those training events), in-process engine; events/s is the product path, raw JSON
-  bytes -> decode -> featurize -> ONNX ensemble -> score records;
+  bytes -> decode -> featurize -> ONNX ensemble -> score records as the JSON lines the sinks
+  write;
 * **peers**: scikit-learn ``IsolationForest`` (200 trees) and River ``HalfSpaceTrees`` (the
   project's own :mod:`modelling.evaluation.baselines`), fitted here on our featurizer's
   EVENT_TENSOR of the training rows — the best features we have, so the comparison is of
@@ -53,7 +54,7 @@ from morpheus_ext.config_io import load_config
 from morpheus_ext.feature_spec import load_spec
 from morpheus_ext.stages.inference.inprocess import InProcessEngine
 from morpheus_ext.stages.input.sources import RawBatch, frame_source
-from morpheus_ext.stages.postprocess.records import build_records
+from morpheus_ext.stages.postprocess.records import build_score_records
 from morpheus_ext.stages.preprocess.decode import decode_batch
 from morpheus_ext.stages.preprocess.featurizer import Featurizer
 
@@ -102,6 +103,9 @@ def run(config_path: Path, repository: Path, batch: int, repeats: int, limit: in
     assert config.data.test is not None, "the config needs a test set"
     spec = load_spec(config.data.spec)
     featurizer = Featurizer(spec)
+    # As ScoringPipeline decodes: the timestamp stays text (Arrow would infer a timestamp
+    # column and send every batch down the slower per-value path).
+    text = (spec.timestamp,) if spec.timestamp else ()
     engine = InProcessEngine(str(repository), spec.spec_hash)
 
     train_frame, _ = load_source(config.data.train, spec)
@@ -120,13 +124,16 @@ def run(config_path: Path, repository: Path, batch: int, repeats: int, limit: in
     raws: list[RawBatch] = list(frame_source(test_frame, batch))
 
     def featurize() -> int:
-        return sum(len(featurizer.transform(decode_batch(r).frame)) for r in raws)
+        return sum(
+            len(featurizer.transform(decode_batch(r, string_columns=text).frame)) for r in raws
+        )
 
     def secureai() -> int:
         n = 0
         for raw in raws:
-            fb = featurizer.transform(decode_batch(raw).frame)
-            n += len(build_records(fb, engine.infer(fb.tensor), featurizer, engine.info))
+            fb = featurizer.transform(decode_batch(raw, string_columns=text).frame)
+            records = build_score_records(fb, engine.infer(fb.tensor), featurizer, engine.info)
+            n += len(records.json_lines())  # what the sinks write
         return n
 
     print(f"{len(x_train):,} training rows, {len(x_test):,} test events; measuring", flush=True)
