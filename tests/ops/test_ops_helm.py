@@ -46,6 +46,11 @@ OPTIONS: dict[str, dict[str, Any]] = {
         "modelRepository": {"persistence": {"enabled": False}},
     },
     "serving-only": {"fl": {"enabled": False}, "monitoring": {"dashboards": {"enabled": False}}},
+    # cross-site correlation: the pipeline hashes indicators under the org key, a correlator runs
+    "correlated": {
+        "pipeline": {"incidents": {"site": "eu-west"}, "correlation": {"enabled": True}},
+        "correlator": {"enabled": True, "keySecret": {"existingSecret": "correlation-key"}},
+    },
 }
 EXISTING_SECRETS = {
     "kafka-sasl",
@@ -54,6 +59,7 @@ EXISTING_SECRETS = {
     "triton-grpc-tls",
     "fl-tls",
     "api-token",
+    "correlation-key",
 }
 """Secrets the values name (``existingSecret``): created by the operator, not the chart."""
 
@@ -125,6 +131,10 @@ def test_bad_values_fail_the_render_with_a_clear_message() -> None:
         ({"kafka": {"securityProtocol": "SASL_SSL"}}, "needs kafka.sasl.username"),
         ({"fl": {"sites": 3}}, "must equal fl.sites"),
         ({"redpanda": {"enabled": False}}, "kafka.bootstrapServers is empty"),
+        (
+            {"pipeline": {"correlation": {"enabled": True}}},
+            "pipeline.correlation.enabled needs pipeline.incidents.enabled, correlator.enabled",
+        ),
     ]
     for values, message in cases:
         with pytest.raises(helm_python.HelmError, match=re.escape(message)):
@@ -140,12 +150,28 @@ def test_rendered_configs_load_with_the_services_loaders(
     from pipelines.rest.config import load_api_config
 
     monkeypatch.setenv("KAFKA_PASSWORD", "from-the-secret")
+    monkeypatch.setenv("POD_NAME", "secureai-pipeline-7d9f-x2k4q")  # the Downward API's value
     for key in ("pipeline.yml", "api.yml"):
         (tmp_path / key).write_text(config_file(option, key))
     pipeline = load_pipeline_config(tmp_path / "pipeline.yml")
     api = load_api_config(tmp_path / "api.yml")
     assert pipeline.metrics_port == 9108 and api.host == "0.0.0.0"
     assert pipeline.metrics_host == "0.0.0.0"  # scraped by pod IP
+    incidents = pipeline.incidents
+    assert incidents.enabled and pipeline.leakage.enabled  # triage on by default
+    assert incidents.instance_id == "secureai-pipeline-7d9f-x2k4q"  # one checkpoint per pod
+    assert incidents.site == ("eu-west" if option == "correlated" else "secureai")
+    assert pipeline.correlation.enabled == (option == "correlated")
+    if option == "correlated":
+        from pipelines.correlate import load_correlator_config
+
+        (tmp_path / "correlator.yml").write_text(config_file(option, "correlator.yml"))
+        correlator = load_correlator_config(tmp_path / "correlator.yml")
+        assert correlator.kafka.correlation_topic == pipeline.kafka.correlation_topic
+        assert correlator.kafka.campaigns_topic == pipeline.kafka.campaigns_topic
+        env = {e["name"] for c in containers(pod_specs(option)["secureai-pipeline"])
+               for e in c.get("env", [])}  # fmt: skip
+        assert "SECUREAI_CORRELATION_KEY" in env
     if option == "gpu":
         common = pipeline.kafka.common
         assert common["security.protocol"] == "SASL_SSL"
@@ -269,10 +295,8 @@ def test_gpu_profile_puts_triton_on_gpu_nodes_and_small_does_not() -> None:
     assert "nodeSelector" not in small and "tolerations" not in small
     # GPU profile: external Kafka over SASL_SSL, password from the secret, CA mounted.
     pipeline = pod_specs("gpu")["secureai-pipeline"]["spec"]["containers"][0]
-    assert pipeline["env"][0]["valueFrom"]["secretKeyRef"] == {
-        "name": "kafka-sasl",
-        "key": "password",
-    }
+    env = {e["name"]: e["valueFrom"] for e in pipeline["env"]}
+    assert env["KAFKA_PASSWORD"]["secretKeyRef"] == {"name": "kafka-sasl", "key": "password"}
     assert {"name": "kafka-tls", "mountPath": "/etc/secureai/kafka-tls", "readOnly": True} in (
         pipeline["volumeMounts"]
     )

@@ -112,7 +112,23 @@ prometheus.io/path: {{ index . 2 | quote }}
 {{- end -}}
 {{- $kafka := dict "bootstrap_servers" (include "secureai.kafkaBootstrap" .) "topics" (list $k.topics.events) "group_id" $k.groupId "scores_topic" $k.topics.scores "dead_letter_topic" $k.topics.deadLetters "exactly_once" $k.exactlyOnce "batch_size" .Values.pipeline.batchSize "common" $common "consumer" $k.consumer "producer" $k.producer -}}
 {{- $inference := include "secureai.inference" (list . (dict "connect_timeout_s" .Values.pipeline.connectTimeoutS "max_outage_s" .Values.pipeline.maxOutageS)) | fromYaml -}}
-{{- toYaml (dict "name" "kafka-scoring" "spec" .Values.spec "kafka" $kafka "inference" $inference "metrics_port" .Values.pipeline.metricsPort "metrics_host" "0.0.0.0") -}}
+{{- $_ := set $kafka "incidents_topic" $k.topics.incidents -}}
+{{- $_ := set $kafka "correlation_topic" $k.topics.correlation -}}
+{{- $_ := set $kafka "campaigns_topic" $k.topics.campaigns -}}
+{{- $p := .Values.pipeline -}}
+{{- $incidents := mergeOverwrite (deepCopy $p.incidents) (dict "site" ($p.incidents.site | default .Release.Name) "checkpoint_path" "/var/lib/secureai/incidents-{instance}.json" "instance_id" "${POD_NAME}") -}}
+{{- if and $p.correlation.enabled (not (and $incidents.enabled .Values.correlator.enabled .Values.correlator.keySecret.existingSecret)) -}}
+{{- fail "pipeline.correlation.enabled needs pipeline.incidents.enabled, correlator.enabled and correlator.keySecret.existingSecret" -}}
+{{- end -}}
+{{- toYaml (dict "name" "kafka-scoring" "spec" .Values.spec "kafka" $kafka "inference" $inference "metrics_port" .Values.pipeline.metricsPort "metrics_host" "0.0.0.0" "incidents" $incidents "leakage" $p.leakage "correlation" $p.correlation) -}}
+{{- end -}}
+
+{{/* The correlator's config (pipelines/correlate.py) */}}
+{{- define "secureai.correlatorConfig" -}}
+{{- $k := .Values.kafka -}}
+{{- $kafka := dict "bootstrap_servers" (include "secureai.kafkaBootstrap" .) "group_id" (printf "%s-correlator" $k.groupId) "correlation_topic" $k.topics.correlation "campaigns_topic" $k.topics.campaigns "common" (include "secureai.pipelineConfig" . | fromYaml).kafka.common -}}
+{{- $correlation := dict "enabled" true "window_s" .Values.correlator.windowS "min_sites" .Values.correlator.minSites -}}
+{{- toYaml (dict "name" "correlator" "kafka" $kafka "correlation" $correlation) -}}
 {{- end -}}
 
 {{/* Where the API reads the model repository: the shared volume, else the image's copy */}}

@@ -49,6 +49,7 @@ import json
 import logging
 import math
 import os
+import re
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Iterable, Sequence
@@ -60,7 +61,7 @@ from typing import Any
 
 import numpy as np
 import orjson
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from morpheus_ext.config_io import StrictModel
 from morpheus_ext.stages.postprocess.alert_text import flagged, reason_phrase
@@ -90,6 +91,9 @@ CREDENTIAL_LEAKS = frozenset(
 @cache
 def incident_schema() -> dict[str, Any]:
     return dict(json.loads(SCHEMA_PATH.read_text()))
+
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 class IncidentConfig(StrictModel):
@@ -128,6 +132,18 @@ class IncidentConfig(StrictModel):
     """Kafka pipeline, at-least-once: at most one checkpoint this often; offsets acknowledged
     meanwhile commit with the next one (a restart re-reads at most this much more)."""
     instance_id: str = Field(default="0", pattern=r"^[A-Za-z0-9._-]+$")
+    """One per process of the group; ``${NAME}`` reads it from the environment (the Helm chart
+    passes the pod name as ``${POD_NAME}``, so each replica keeps its own checkpoint)."""
+
+    @field_validator("instance_id", mode="before")
+    @classmethod
+    def _instance_from_env(cls, value: Any) -> Any:
+        match = _ENV_REF.fullmatch(value) if isinstance(value, str) else None
+        if match is None:
+            return value
+        if match[1] not in os.environ:
+            raise ValueError(f"refers to ${{{match[1]}}}, which is not set")
+        return os.environ[match[1]]
 
     def checkpoint_file(self, group_id: str) -> Path | None:
         if self.checkpoint_path is None:
