@@ -19,6 +19,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from morpheus_ext.config_io import StrictModel
 from morpheus_ext.errors import SecureAIError
+from morpheus_ext.stages.postprocess.leakage import LeakageConfig
 from morpheus_ext.stages.preprocess.decode import DEFAULT_MAX_EVENT_BYTES
 from pipelines.engines import InferenceConfig
 
@@ -113,6 +114,10 @@ class ApiConfig(StrictModel):
     metrics_host: str = "127.0.0.1"
     """Address of the extra metrics port: loopback unless set, whatever ``host`` is (the
     unauthenticated endpoint is not exposed just because the API is)."""
+    leakage: LeakageConfig = Field(default_factory=lambda: LeakageConfig(enabled=True))
+    """Secrets in the posted events (keys, tokens, cards...) are masked before anything else
+    sees them, and their records say so (``is_leak``, ``leakage``): a response never echoes a
+    secret back, in a reason or a rejection (docs/triage.md). On unless turned off."""
     engine_retry_s: float = Field(default=2.0, gt=0)
     """While the engine cannot be built (Triton not up yet) ``/readyz`` says 503 and the
     service retries this often."""

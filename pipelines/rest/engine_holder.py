@@ -8,6 +8,7 @@ import time
 
 from morpheus_ext.feature_spec import FeatureSpec
 from morpheus_ext.pipeline import ScoringPipeline
+from morpheus_ext.stages.postprocess.leakage import leakage_detector
 from morpheus_ext.stages.inference.base import InferenceEngine
 from morpheus_ext.stages.preprocess.featurizer import Featurizer
 from pipelines.rest.config import ApiConfig
@@ -67,7 +68,10 @@ class EngineHolder:
                 continue
             self.engine = engine
             self.pipeline = ScoringPipeline(
-                Featurizer(self.spec), engine, self.config.limits.max_event_bytes
+                Featurizer(self.spec),
+                engine,
+                self.config.limits.max_event_bytes,
+                leakage=leakage_detector(self.config.leakage),
             )
             self.reason = None
             log.info("inference engine ready (%s)", self.config.inference.engine)
