@@ -8,8 +8,8 @@ import time
 
 from morpheus_ext.feature_spec import FeatureSpec
 from morpheus_ext.pipeline import ScoringPipeline
-from morpheus_ext.stages.postprocess.leakage import leakage_detector
 from morpheus_ext.stages.inference.base import InferenceEngine
+from morpheus_ext.stages.postprocess.leakage import leakage_detector
 from morpheus_ext.stages.preprocess.featurizer import Featurizer
 from pipelines.rest.config import ApiConfig
 
