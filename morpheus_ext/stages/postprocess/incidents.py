@@ -54,7 +54,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -149,8 +149,30 @@ def event_rank(record: dict[str, Any]) -> float:
     return math.log(score / threshold)
 
 
+ISO_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
 def iso(epoch_s: float) -> str:
-    return datetime.fromtimestamp(epoch_s, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """``datetime.fromtimestamp(epoch_s, UTC)`` to the second, as text.
+
+    Every incident record says two of these, so the common case skips the datetime: a
+    non-negative time whose fraction cannot round up to the next second (datetime rounds to
+    the microsecond, half to even) is its whole second, formatted once per second (cached).
+    """
+    if 0 <= epoch_s < _YEAR_10000:
+        whole = int(epoch_s)
+        if (epoch_s - whole) * 1e6 < 999_999.5:
+            return _iso_second(whole)
+    return datetime.fromtimestamp(epoch_s, UTC).strftime(ISO_FORMAT)
+
+
+_YEAR_10000 = 253_402_300_800
+"""Epoch seconds of year 10000 (datetime's limit; beyond it, its error)."""
+
+
+@lru_cache(maxsize=4096)
+def _iso_second(second: int) -> str:
+    return time.strftime(ISO_FORMAT, time.gmtime(second))
 
 
 def incident_id(site: str | None, first_event: str) -> str:
@@ -196,21 +218,28 @@ class Incident:
         return 1000 * self.event_count + 2 * sites + (self.status == "closed")
 
     def record(self, config: IncidentConfig) -> dict[str, Any]:
-        """The incident record (docs/triage.md, ``schemas/incident.json``)."""
-        top = sorted(
-            (
-                (sum(texts.values()), f, max(texts.items(), key=lambda kv: (kv[1], kv[0]))[0])
-                for f, texts in self.reasons.items()
-            ),
-            key=lambda t: (-t[0], t[1]),
-        )[: config.top_reasons]
-        n = self.event_count
+        """The incident record (docs/triage.md, ``schemas/incident.json``).
+
+        Written out for about every incident of a stream (most open and close within a
+        batch), so it is on the hot path: no property or helper calls per field."""
+        ranked = []
+        for f, texts in self.reasons.items():
+            if len(texts) == 1:  # (most fields: one text)
+                ((text, total),) = texts.items()
+            else:
+                total = sum(texts.values())
+                text = max(texts.items(), key=_count_then_text)[0]
+            ranked.append((total, f, text))
+        ranked.sort(key=_most_events_then_field)
+        n = len(self.event_ids) + self.anonymous_events
         ids = self.event_ids[: config.event_ids_in_record]
+        campaign = self.campaign
+        sites = min(int(campaign.get("sites", 0)), 499) if campaign else 0
         return {
             "record_version": RECORD_VERSION,
             "incident_id": self.incident_id,
             "status": self.status,
-            "revision": self.revision,
+            "revision": 1000 * n + 2 * sites + (self.status == "closed"),
             "site": config.site,
             "entities": list(self.entities),
             "first_seen": iso(self.first_seen),
@@ -218,14 +247,25 @@ class Incident:
             "event_count": n,
             "event_ids": ids,
             "event_ids_truncated": len(self.event_ids) > len(ids),
-            "reasons": [{"field": f, "text": text, "events": c} for c, f, text in top],
+            "reasons": [
+                {"field": f, "text": text, "events": c}
+                for c, f, text in ranked[: config.top_reasons]
+            ],
             "leakage": [{"type": t, "field": f} for t, f in self.leakage],
             "values": {k: list(v) for k, v in self.values.items() if v},
             "max_score": round(self.max_score, 4),
             "combined_score": round(self.max_rank + math.log(max(n, 1)), 4),
-            "severity": severity(self),
-            "campaign": self.campaign,
+            "severity": _severity(self.max_score, n, len(self.entities), self.leakage, campaign),
+            "campaign": campaign,
         }
+
+
+def _count_then_text(kv: tuple[str, int]) -> tuple[int, str]:
+    return kv[1], kv[0]
+
+
+def _most_events_then_field(t: tuple[int, str, str]) -> tuple[int, str]:
+    return -t[0], t[1]
 
 
 def severity(incident: Incident) -> str:
@@ -236,12 +276,29 @@ def severity(incident: Incident) -> str:
     >= 10 events or >= 3 entities; a leaked credential makes it at least high; a campaign seen
     at other sites raises it one level.
     """
-    level = 2 if incident.max_score >= 20 else 1 if incident.max_score >= 3 else 0
-    if incident.event_count >= 10 or len(incident.entities) >= 3:
+    return _severity(
+        incident.max_score,
+        incident.event_count,
+        len(incident.entities),
+        incident.leakage,
+        incident.campaign,
+    )
+
+
+def _severity(
+    max_score: float,
+    events: int,
+    entities: int,
+    leakage: list[list[str]],
+    campaign: dict[str, Any] | None,
+) -> str:
+    """:func:`severity` from the numbers :meth:`Incident.record` already has at hand."""
+    level = 2 if max_score >= 20 else 1 if max_score >= 3 else 0
+    if events >= 10 or entities >= 3:
         level += 1
-    if any(t in CREDENTIAL_LEAKS for t, _ in incident.leakage):
+    if leakage and any(t in CREDENTIAL_LEAKS for t, _ in leakage):
         level = max(level, 2)
-    if incident.campaign:
+    if campaign:
         level += 1
     return SEVERITIES[min(level, 3)]
 
