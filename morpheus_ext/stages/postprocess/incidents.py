@@ -394,6 +394,12 @@ class IncidentTracker:
         """:meth:`observe` for one pipeline batch: only the flagged rows' records are built
         (``ScoreRecords.records_at``), with their times and indicator values from the
         featurizer's output."""
+        with no_cyclic_gc():  # (parsing the flagged records allocates as much as folding)
+            return self._observe_batch(records, featurized)
+
+    def _observe_batch(
+        self, records: Sequence[dict[str, Any]], featurized: Any
+    ) -> list[dict[str, Any]]:
         flagged_rows = getattr(records, "flagged_rows", None)
         if flagged_rows is None:  # plain dicts
             rows = np.array([i for i, r in enumerate(records) if flagged(r)], dtype=np.int64)
