@@ -94,6 +94,10 @@ class DeliveryMode:
         """Between batches: serve delivery reports (and commit what is done)."""
         self.sink.poll(0)
 
+    def idle(self) -> None:
+        """The input is idle (a poll brought nothing): settle what is done now."""
+        self.service()
+
     def on_revoke(self, revoked: set[TP]) -> None:
         """Partitions are leaving: settle what can be settled for them now, then forget them."""
         self.forget(revoked)
@@ -176,7 +180,15 @@ class AtLeastOnce(DeliveryMode):
         self.sink.poll(0)
         self.commit_done()
 
-    def commit_done(self, asynchronous: bool = True) -> None:
+    def idle(self) -> None:
+        """Nothing new to read: commit what is acknowledged without waiting for the next
+        incidents checkpoint slot (the interval only paces checkpoints under load; an idle
+        stream's last offsets should not sit uncommitted, and a checkpoint is only written
+        when the incidents changed)."""
+        self.sink.poll(0)
+        self.commit_done(force_checkpoint=True)
+
+    def commit_done(self, asynchronous: bool = True, force_checkpoint: bool = False) -> None:
         """Commit, in batch order, every batch whose messages are all acknowledged."""
         offsets = self.tracker.committable()
         pending = self._pending_latency
@@ -184,7 +196,7 @@ class AtLeastOnce(DeliveryMode):
             delivery, batch, result = pending.popleft()
             self._observe(batch, result, delivery.delivered_at)
         self._held.update(offsets)
-        if not self._held or not self._before_commit(force=not asynchronous):
+        if not self._held or not self._before_commit(force=force_checkpoint or not asynchronous):
             return
         offsets, self._held = self._held, {}
         if commit_offsets(self.source, offsets, asynchronous):

@@ -235,6 +235,7 @@ class KafkaScoringRunner:
                 batch = self._next_batch(timeout_s)
                 self._service()
                 if len(batch) == 0:
+                    self.delivery.idle()
                     continue
                 if self.baselines is not None:
                     self._process_fingerprinted(batch)

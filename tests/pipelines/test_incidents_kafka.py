@@ -133,3 +133,31 @@ def test_incidents_survive_kill9_without_duplicates(
     assert {i: r["event_ids"] for i, r in latest.items()} == {
         i: r["event_ids"] for i, r in reference.items()
     }
+
+
+def test_an_idle_stream_commits_its_last_offsets_without_waiting_for_the_interval(
+    kafka_broker: KafkaBroker, model_repository: Path, tmp_path: Path
+) -> None:
+    """At-least-once commits wait for an incidents checkpoint, paced by
+    ``checkpoint_interval_s`` under load. When the input goes idle the held offsets commit
+    at once (with a checkpoint if the incidents changed): here the interval is an hour, and
+    both bursts are committed while the pipeline keeps running."""
+    topics = make_topics(kafka_broker, partitions=1)
+    incidents_topic = unique("incidents")
+    ensure_topics(kafka_broker.bootstrap, {incidents_topic: 1})
+    base = pipeline_config(
+        kafka_broker, topics, model_repository, batch_size=1024, incidents_topic=incidents_topic
+    )
+    settings = {**_incident_settings(tmp_path / "incidents.json"), "checkpoint_interval_s": 3600}
+    config = PipelineConfig.model_validate({**base.model_dump(mode="json"), "incidents": settings})
+    pipeline = PipelineProcess(write_config(config, tmp_path / "pipeline.yml"), tmp_path / "p.log")
+    pipeline.wait_for("assigned")
+    values = synthetic_values(6000)
+    for upto in (3000, 6000):  # two bursts, each followed by silence
+        produce(kafka_broker, topics.events, values[upto - 3000 : upto])
+        deadline = time.monotonic() + HANG_GUARD_S
+        while sum(committed(kafka_broker, topics.group, topics.events, 1).values()) < upto:
+            assert time.monotonic() < deadline, f"offsets held: {pipeline.output()[-1500:]}"
+            time.sleep(0.05)
+    assert (tmp_path / "incidents.json").exists()  # the commits came with a checkpoint
+    assert pipeline.terminate() == 0, pipeline.output()[-2000:]
