@@ -17,7 +17,10 @@ Two jobs, both small enough to keep out of the runner's loop:
 Why read from the beginning: after a restart the incidents come back from their checkpoint with
 the campaigns they had; a notice already applied is a no-op, one that arrived while the site
 was down is applied now. A notice for an incident no longer open is skipped (its closed record
-stays as it was).
+stays as it was). The raised record goes out with a producer of its own, so a crash can lose it
+after the checkpoint already holds the campaign: the first time a process meets each notice it
+sends the incident's record again even when the campaign was applied before (same id, same
+revision: a compacted topic keeps one), so a restart re-sends what may have been lost.
 """
 
 from __future__ import annotations
@@ -59,6 +62,8 @@ class SiteCorrelation:
         self._producer: Producer | None = None
         self._assigned = False
         self._next_assign = 0.0
+        self._sent: set[str] = set()
+        """Incidents whose campaign record this process has sent (see the module docstring)."""
 
     # ------------------------------------------------------------------ out
     def indicator_messages(self, result: BatchResult) -> list[tuple[bytes | None, bytes]]:
@@ -133,17 +138,23 @@ class SiteCorrelation:
                 if notice.get("site") != self.site:
                     continue
                 self.notices_seen += 1
-                record = self.tracker.set_campaign(str(notice["incident_id"]), notice["campaign"])
+                iid = str(notice["incident_id"])
+                record = self.tracker.set_campaign(
+                    iid, notice["campaign"], again=iid not in self._sent
+                )
             except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
                 log.warning("campaigns: malformed notice skipped (%s)", exc)
                 continue
             if record is not None:
                 applied.append(record)
+                if len(self._sent) >= 4 * self.tracker.config.max_open:
+                    self._sent.clear()  # bounded; at worst a record is sent once more
+                self._sent.add(iid)
         if applied:
             self.notices_applied += len(applied)
             for key, value in incident_messages(applied):
                 self._producer.produce(self.kafka.incidents_topic, value, key)
-            log.info("campaigns: %d incidents raised by cross-site notices", len(applied))
+            log.info("campaigns: %d incident records sent for cross-site notices", len(applied))
         return len(applied)
 
     def close(self, timeout_s: float) -> None:

@@ -159,6 +159,8 @@ def test_notice_raises_the_incident_severity() -> None:
     assert after is not None and after["revision"] > before["revision"]
     assert (before["severity"], after["severity"]) == ("medium", "high")
     assert tracker.set_campaign(mine[0]["incident_id"], mine[0]["campaign"]) is None
+    # a restarted listener cannot know its last send was delivered: the same record again
+    assert tracker.set_campaign(mine[0]["incident_id"], mine[0]["campaign"], again=True) == after
 
 
 def test_a_common_indicator_links_nothing() -> None:

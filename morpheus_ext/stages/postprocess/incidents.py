@@ -659,12 +659,17 @@ class IncidentTracker:
         records += list(self.closed.values())
         return sorted(records, key=incident_order)
 
-    def set_campaign(self, iid: str, campaign: dict[str, Any]) -> dict[str, Any] | None:
+    def set_campaign(
+        self, iid: str, campaign: dict[str, Any], again: bool = False
+    ) -> dict[str, Any] | None:
         """Mark an open incident as part of a cross-site campaign; its new record (None when
-        it is no longer open)."""
+        it is no longer open, or already marked so, unless ``again``: then its current record,
+        for a caller that cannot know whether the record it sent last time was delivered)."""
         inc = self.open.get(iid)
-        if inc is None or inc.campaign == campaign:
+        if inc is None:
             return None
+        if inc.campaign == campaign:
+            return inc.record(self.config) if again else None
         inc.campaign = campaign
         self.dirty = True
         return inc.record(self.config)
