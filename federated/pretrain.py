@@ -18,6 +18,10 @@ from modelling.config import ModelConfig, TrainConfig
 from modelling.models import build_autoencoder
 from modelling.training import evaluate_loss, fit_autoencoder
 
+INITIAL_WEIGHTS_FILE = "initial_weights.pt"
+"""Run-directory file of the pretrained initial weights (the audit's reference models start
+there, :func:`federated.audit.audit_run`)."""
+
 
 def pretrain_on_public(
     model_config: ModelConfig,

@@ -33,7 +33,7 @@ from federated.config import FLConfig
 from federated.final_model import export_global_model
 from federated.ledger import new_run_id
 from federated.monitor import MonitoredStrategy, RoundMonitor, public_evaluation, summarize
-from federated.pretrain import pretrain_on_public
+from federated.pretrain import INITIAL_WEIGHTS_FILE, pretrain_on_public
 from federated.privacy import ACCOUNTANT
 from federated.prometheus_metrics import FLMetrics
 from federated.protocol import (
@@ -203,6 +203,8 @@ def run_federated(
         clip=public.normalizer.clip,
     )
     initial_state, pretrain = initial_weights(config, spec.tensor_width, public.normalized, warm)
+    if pretrain is not None and warm is None:
+        torch.save(initial_state, run_dir / INITIAL_WEIGHTS_FILE)  # the audit starts there too
     initial_arrays = ArrayRecord(initial_state)
     initial_info = None if warm is None else warm.info
 

@@ -74,3 +74,18 @@ def test_initial_weights_pretrains_only_without_warm_start() -> None:
     assert not all(torch.equal(pretrained[k], plain[k]) for k in plain)
     with pytest.raises(ValueError, match="width"):
         initial_weights(cfg, WIDTH + 1, rows, None)
+
+
+def test_audit_reference_models_start_from_the_initial_weights() -> None:
+    """LiRA's reference models must start where the sites started (the pretrained weights)."""
+    from federated.audit import Procedure, train_like_site
+
+    rows = _rows(64)
+    model_config = ModelConfig.model_validate(MODEL)
+    initial = build_autoencoder(model_config, WIDTH, seed=5).state_dict()
+    # lr so small that training leaves the starting weights (float32) where they were
+    proc = Procedure(model=model_config, epochs=1, batch_size=32, lr=1e-12, dp=False)
+    started = train_like_site(rows, proc, seed=0, initial=initial).state_dict()
+    random = train_like_site(rows, proc, seed=0).state_dict()
+    assert all(torch.allclose(started[k], initial[k], atol=1e-6) for k in initial)
+    assert not all(torch.allclose(random[k], initial[k], atol=1e-6) for k in initial)
