@@ -47,6 +47,7 @@ from torch import nn
 from federated.config import FLConfig, LocalTrainConfig, PrivacyConfig
 from federated.dp_training import train_dp_round
 from federated.mia import attack_metrics, epsilon_lower_bound, lira_scores, loss_scores
+from federated.pretrain import INITIAL_WEIGHTS_FILE
 from federated.privacy import SitePrivacyState, plan_noise
 from modelling.config import ModelConfig, TrainConfig
 from modelling.models import build_autoencoder
@@ -117,15 +118,24 @@ def planned_state(n_rows: int, proc: Procedure) -> SitePrivacyState:
     return SitePrivacyState(plan.noise_multiplier, plan.sample_rate, plan.delta)
 
 
-def train_like_site(rows: np.ndarray, proc: Procedure, seed: int) -> nn.Module:
+def train_like_site(
+    rows: np.ndarray,
+    proc: Procedure,
+    seed: int,
+    initial: dict[str, torch.Tensor] | None = None,
+) -> nn.Module:
     """A model trained on ``rows`` the way a site trains (the sites' own functions).
 
     DP: :func:`federated.dp_training.train_dp_round` with the noise planned for the whole
     procedure, so the accountant's epsilon is ``proc.target_epsilon``. No DP:
     ``fit_autoencoder`` as a non-DP site, validated on its own rows (no early stop before
-    ``epochs``; the weights with the lowest training loss are kept), in float32.
+    ``epochs``; the weights with the lowest training loss are kept), in float32. ``initial``:
+    the run's initial global weights (``public.pretrain``) instead of seeded random ones, so
+    the reference models start where the sites started.
     """
     model = build_autoencoder(proc.model, rows.shape[1], seed=seed)
+    if initial is not None:
+        model.load_state_dict(initial)
     if proc.dp:
         state = planned_state(len(rows), proc)
         local = LocalTrainConfig(
@@ -181,9 +191,11 @@ def audit_model(
     non_members: np.ndarray,
     proc: Procedure,
     config: AuditConfig,
+    initial: dict[str, torch.Tensor] | None = None,
 ) -> dict[str, Any]:
     """Both attacks on ``model``; LiRA's reference models repeat ``proc`` on random halves of
-    the pool (members + non-members), so every row is IN for about half of them."""
+    the pool (members + non-members), so every row is IN for about half of them, starting
+    from ``initial`` when the run started from non-random weights."""
     seed_everything(config.seed, config.threads)
     started = time.perf_counter()
     pool = np.concatenate([members, non_members]).astype(np.float32)
@@ -197,7 +209,9 @@ def audit_model(
         ref_loss = np.zeros((k, len(pool)))
         for i in range(k):
             ref_in[i, rng.permutation(len(pool))[: len(pool) // 2]] = True
-            ref = train_like_site(pool[ref_in[i]], proc, seed=config.seed * 1000 + 17 + i)
+            ref = train_like_site(
+                pool[ref_in[i]], proc, seed=config.seed * 1000 + 17 + i, initial=initial
+            )
             ref_loss[i] = reconstruction_errors(ref, pool)
         scores = lira_scores(target, ref_loss, ref_in, online=config.lira == "online")
         attacks["lira"] = {
@@ -271,8 +285,16 @@ def audit_run(run_dir: Path, config: AuditConfig | None = None) -> dict[str, Any
     normalize = checkpoint.normalizer.transform
     model = checkpoint.build(data.spec.tensor_width)
     proc = Procedure.of_run(fl)
+    # A run pretrained on the public sample saved its initial weights: start the references there.
+    initial_path = run_dir / INITIAL_WEIGHTS_FILE
+    initial = torch.load(initial_path) if initial_path.is_file() else None
     report = audit_model(
-        model, normalize(data.tensor[members]), normalize(data.tensor[non_members]), proc, config
+        model,
+        normalize(data.tensor[members]),
+        normalize(data.tensor[non_members]),
+        proc,
+        config,
+        initial,
     )
     dp = result.get("dp")
     accountant = (
@@ -293,6 +315,7 @@ def audit_run(run_dir: Path, config: AuditConfig | None = None) -> dict[str, Any
             "epochs": proc.epochs,
             "batch_size": proc.batch_size,
             "target_epsilon": proc.target_epsilon if proc.dp else None,
+            "reference_start": "seeded random" if initial is None else INITIAL_WEIGHTS_FILE,
         },
         "accountant": accountant,
         **report,

@@ -33,6 +33,7 @@ from federated.config import FLConfig
 from federated.final_model import export_global_model
 from federated.ledger import new_run_id
 from federated.monitor import MonitoredStrategy, RoundMonitor, public_evaluation, summarize
+from federated.pretrain import INITIAL_WEIGHTS_FILE, pretrain_on_public
 from federated.privacy import ACCOUNTANT
 from federated.prometheus_metrics import FLMetrics
 from federated.protocol import (
@@ -50,7 +51,7 @@ from federated.protocol import (
 from federated.sampling import SiteOrderedGrid
 from federated.site_split import fit_public_inputs
 from federated.strategy import build_strategy
-from federated.warm_start import load_initial_model
+from federated.warm_start import InitialModel, load_initial_model
 from modelling.models import build_autoencoder
 from modelling.rundir import environment, write_json
 from modelling.training import evaluate_loss, seed_everything
@@ -158,6 +159,25 @@ def dp_section(config: FLConfig, reports: dict[str, dict[str, float]]) -> dict[s
     }
 
 
+def initial_weights(
+    config: FLConfig, width: int, public_normalized: np.ndarray, warm: InitialModel | None
+) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
+    """Round 1's global weights and the ``public_pretrain`` record of ``fl_result.json``.
+
+    A warm start's served weights; else the seeded random model, pretrained on the public
+    sample when ``public.pretrain`` is set (no privacy cost: the DP rounds then fine-tune)."""
+    if warm is not None:
+        skipped = {"skipped": "warm start: the initial model is already trained"}
+        return warm.state_dict, None if config.public.pretrain is None else skipped
+    if config.public.pretrain is None:
+        return build_autoencoder(config.model, width, config.seed).state_dict(), None
+    if public_normalized.shape[1] != width:
+        raise ValueError(f"public rows have width {public_normalized.shape[1]}, model {width}")
+    return pretrain_on_public(
+        config.model, public_normalized, config.public.pretrain, config.seed, config.local.threads
+    )
+
+
 def run_federated(
     grid: Grid, config: FLConfig, run_dir: Path, flower_run_id: int | None = None
 ) -> dict[str, Any]:
@@ -182,10 +202,9 @@ def run_federated(
         scale=public.normalizer.scale,
         clip=public.normalizer.clip,
     )
-    if warm is None:
-        initial_state = build_autoencoder(config.model, spec.tensor_width, config.seed).state_dict()
-    else:
-        initial_state = warm.state_dict
+    initial_state, pretrain = initial_weights(config, spec.tensor_width, public.normalized, warm)
+    if pretrain is not None and warm is None:
+        torch.save(initial_state, run_dir / INITIAL_WEIGHTS_FILE)  # the audit starts there too
     initial_arrays = ArrayRecord(initial_state)
     initial_info = None if warm is None else warm.info
 
@@ -270,6 +289,7 @@ def run_federated(
         "environment": environment(),
         "public": public.info,
         "initial_model": initial_info,
+        "public_pretrain": pretrain,
         "initial_public_loss": monitor.initial_public_loss,
         "summary": summary,
         "privacy_reports": reports,
