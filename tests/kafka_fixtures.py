@@ -9,6 +9,7 @@ writes (docs/kafka.md).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import shutil
@@ -386,10 +387,23 @@ def committed(broker: KafkaBroker, group: str, topic: str, partitions: int) -> d
 
 
 # --------------------------------------------------------------------------- subprocess
+_STARTED: list[PipelineProcess] = []
+"""Every pipeline process a test started: the ones a failed assertion left running are
+killed when the test session ends (they would otherwise outlive it, polling a dead broker)."""
+
+
+@atexit.register
+def _kill_leftovers() -> None:
+    for process in _STARTED:
+        if process.proc.poll() is None:
+            process.proc.kill()
+
+
 class PipelineProcess:
     """``python -m pipelines.cli_kafka run --config F`` as a real OS process."""
 
     def __init__(self, config_path: Path, log_path: Path, *extra: str) -> None:
+        _STARTED.append(self)
         self.log_path = log_path
         self._log = log_path.open("wb")
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
