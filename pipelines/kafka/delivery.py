@@ -288,12 +288,25 @@ class ExactlyOnce(DeliveryMode):
         return False
 
     def _commit_transaction(self) -> None:
+        """Commit, retrying what librdkafka calls retriable for at most twice the transaction
+        timeout: a coordinator that never answers (seen when Tansu drops the connection of a
+        producer a namesake has fenced) must stop the replica with one line, not keep it
+        retrying in silence."""
         timeout = self.kafka.transaction_timeout_s
+        deadline = time.monotonic() + 2 * timeout
         while True:
             try:
                 self.sink.commit_transaction(timeout)
                 return
             except KafkaException as exc:
-                if exc.args[0].retriable() and not exc.args[0].txn_requires_abort():
-                    continue
-                raise
+                err = exc.args[0]
+                if not err.retriable() or err.txn_requires_abort():
+                    raise
+                if time.monotonic() >= deadline:
+                    raise KafkaPipelineError(
+                        f"the Kafka transaction was not committed within {2 * timeout:g} s "
+                        f"({err.str()}); nothing of the batch committed: the transaction "
+                        "coordinator stopped answering (a broker outage, or another replica with "
+                        "the same kafka.transactional_id fenced this one)"
+                    ) from exc
+                log.warning("transaction commit not acknowledged yet (%s); retrying", err.str())

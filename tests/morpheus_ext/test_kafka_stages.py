@@ -141,6 +141,37 @@ def test_a_bare_fatal_error_is_a_fence_only_when_the_recorded_cause_says_so() ->
     assert not other.is_fenced(bare)
 
 
+def test_a_commit_the_coordinator_never_answers_stops_in_one_line() -> None:
+    """Seen in make test: a fenced replica whose EndTxn Tansu answers by dropping the
+    connection got retriable timeouts forever. ``_commit_transaction`` retries them for at most
+    twice the transaction timeout, then stops with one line naming the likely causes.
+    ``FakeUnansweredSink`` stands in for the producer (no broker)."""
+    import threading
+
+    from confluent_kafka import KafkaException
+
+    from morpheus_ext.prometheus_metrics import pipeline_metrics
+    from pipelines.kafka.delivery import ExactlyOnce
+    from pipelines.kafka.summary import KafkaPipelineError, RunSummary
+
+    class FakeUnansweredSink:
+        calls = 0
+
+        def commit_transaction(self, timeout_s: float) -> None:
+            self.calls += 1
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "timed out", retriable=True))
+
+    sink = FakeUnansweredSink()
+    kafka = _config(transaction_timeout_s=0.05, exactly_once=True).kafka
+    mode = ExactlyOnce(kafka, None, sink, RunSummary(), pipeline_metrics(), threading.Event())  # type: ignore[arg-type]
+    with pytest.raises(KafkaPipelineError) as caught:
+        mode._commit_transaction()
+    line = str(caught.value)
+    assert "\n" not in line and "not committed within 0.1 s" in line
+    assert "kafka.transactional_id" in line and "fenced" in line
+    assert sink.calls >= 2  # retried before giving up
+
+
 def test_consumed_batch_drops_revoked_partitions() -> None:
     batch = ConsumedBatch(
         RawBatch([b"a", b"b", b"c"], [Origin("t", 0, 5), Origin("t", 1, 9), Origin("t", 0, 6)]),
