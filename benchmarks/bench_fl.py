@@ -36,7 +36,7 @@ from federated.dp_training import train_dp_round
 from federated.privacy import SitePrivacyState, plan_noise
 from federated.runs import FLRunResult
 from federated.simulation import simulate
-from federated.site_split import fit_public_inputs, load_federated_data
+from federated.site_split import load_federated_data, public_inputs
 from modelling.config import TrainConfig
 from modelling.models import build_autoencoder
 from modelling.training import fit_autoencoder
@@ -55,7 +55,7 @@ def _best_rate(fn: Callable[[], float], repeats: int) -> float:
 
 def throughput(config: FLConfig, repeats: int, threads_list: list[int]) -> list[list[Any]]:
     data = load_federated_data(config)
-    public = fit_public_inputs(config.public.source, data.spec, config.data.fit_on)
+    public = public_inputs(config, data.spec, None)
     x = public.normalizer.transform(data.site_train(0)[:ROWS])
     rows: list[list[Any]] = []
     for threads in threads_list:

@@ -64,22 +64,52 @@ class PublicPretrainConfig(StrictModel):
     """Share of the public rows held out for early stopping."""
 
 
+class PublicCarveConfig(StrictModel):
+    """Carve the public sample out of ``data.train``: a seeded fraction of its rows.
+
+    Why: a dataset that comes as one file (NSL-KDD) has no separate public sample, and
+    pretraining or fitting the normalizer on rows a site also trains on would put those rows
+    outside the DP guarantee. The carved rows are removed from every site before the split
+    (:func:`federated.site_split.carve_mask`), so the public sample and the sites' rows are
+    disjoint by construction; the run records how many rows were carved and with which seed.
+    """
+
+    fraction: float = Field(gt=0, lt=1)
+    """Share of the training source's rows (all labels, before ``fit_on``) made public."""
+    seed: int = 0
+    """Seed of the carve, independent of the run's ``seed`` (the same public rows whatever the
+    model seed)."""
+
+
 class PublicDataConfig(StrictModel):
     """Non-private data every party may see: it fits the normalizer and calibrates the model.
 
     Why: the encoder's centre/scale and the scoring threshold are published with the model,
     outside the DP guarantee. Fitting them on a public (or consented bootstrap) sample keeps
     every site's private rows behind DP-SGD only, and puts all sites in one feature space.
+    Exactly one of ``source`` (a separate sample) and ``carve`` (rows carved out of
+    ``data.train`` and withheld from the sites).
     """
 
-    source: DataSource
+    source: DataSource | None = None
+    carve: PublicCarveConfig | None = None
     encoder: Path | None = None
     """A served ``dfp_encoder`` ONNX file: take the normalizer from it instead of fitting one
     on ``source``. The production choice: ``secureai model publish`` refuses a model trained
     with another normalizer than the served encoder's."""
     pretrain: PublicPretrainConfig | None = None
-    """Pretrain the initial global model on ``source`` (no privacy cost); ``None``: seeded
-    random initial weights."""
+    """Pretrain the initial global model on the public sample (no privacy cost); ``None``:
+    seeded random initial weights."""
+
+    @model_validator(mode="after")
+    def _one_sample(self) -> PublicDataConfig:
+        if (self.source is None) == (self.carve is None):
+            given = "both" if self.source is not None else "neither"
+            raise ValueError(
+                f"public: give exactly one of source (a separate public sample) and carve "
+                f"(a fraction of data.train withheld from the sites); {given} given"
+            )
+        return self
 
 
 class InitialModelConfig(StrictModel):
@@ -219,6 +249,13 @@ class FLConfig(StrictModel):
             raise ValueError(f"site indices {bad} do not exist (sites are 0..{n - 1})")
         if self.data.train is None and self.sites.method != "window":
             raise ValueError(f"data.train is required with sites.method: {self.sites.method}")
+        if self.public.carve is not None and (
+            self.data.train is None or self.sites.method == "window"
+        ):
+            raise ValueError(
+                "public.carve takes its rows from data.train, which sites.method: window does "
+                "not use: give public.source instead"
+            )
         if self.federation.min_available_clients > n:
             raise ValueError(
                 f"federation.min_available_clients={self.federation.min_available_clients} "

@@ -49,7 +49,7 @@ from federated.protocol import (
     normalizer_to_record,
 )
 from federated.sampling import SiteOrderedGrid
-from federated.site_split import fit_public_inputs
+from federated.site_split import public_inputs
 from federated.strategy import build_strategy
 from federated.warm_start import InitialModel, load_initial_model
 from modelling.models import build_autoencoder
@@ -195,7 +195,7 @@ def run_federated(
     )
     # Warm start: the served version's weights *and* its encoder (one feature space with it).
     encoder = config.public.encoder if warm is None else warm.encoder_path
-    public = fit_public_inputs(config.public.source, spec, config.data.fit_on, encoder)
+    public = public_inputs(config, spec, encoder)
     np.savez(
         run_dir / "normalizer.npz",
         center=public.normalizer.center,

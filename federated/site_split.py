@@ -12,6 +12,11 @@ Two ways to make sites:
 * ``dirichlet``: any dataset; for every value of a categorical column the rows are dealt to the
   sites in proportions drawn from Dirichlet(alpha), the usual label/feature-skew benchmark.
 
+The public sample is either a separate source (``public.source``) or carved out of the training
+source (``public.carve``): a seeded fraction of its rows (:func:`carve_mask`) becomes public and
+is removed from the rows the sites get, before the train/validation split, so no site row is
+ever public.
+
 >>> from synthetic import SyntheticConfig
 >>> from pipelines.config import DataConfig, DataSource
 >>> from federated.config import FLConfig, PublicDataConfig, SiteSplitConfig
@@ -25,6 +30,7 @@ Two ways to make sites:
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from functools import lru_cache
@@ -32,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from federated.config import FLConfig, SiteSplitConfig
+from federated.config import FLConfig, PublicCarveConfig, SiteSplitConfig
 from modelling.centralized import load_source, split_rows
 from modelling.checkpoint import normalizer_from_encoder
 from modelling.config import DataConfig, DataSource
@@ -79,6 +85,29 @@ def _fit_mask(labels: np.ndarray | None, n: int, fit_on: str) -> np.ndarray:
     return np.ones(n, dtype=bool)
 
 
+def carve_mask(n: int, carve: PublicCarveConfig) -> np.ndarray:
+    """Which of the training source's ``n`` featurized rows are public: ``round(fraction * n)``
+    rows drawn by a generator of ``carve.seed`` alone (same rows whatever the run's seed)."""
+    k = round(carve.fraction * n)
+    if not 0 < k < n:
+        raise ValueError(f"public.carve: fraction {carve.fraction} of {n} rows carves {k}")
+    mask = np.zeros(n, dtype=bool)
+    mask[np.random.default_rng(carve.seed).permutation(n)[:k]] = True
+    return mask
+
+
+def carve_info(mask: np.ndarray, carve: PublicCarveConfig) -> dict[str, object]:
+    """What the run records about the carve: enough to recompute and check the public rows."""
+    rows = np.flatnonzero(mask)
+    return {
+        "fraction": carve.fraction,
+        "seed": carve.seed,
+        "source_rows": len(mask),
+        "carved_rows": len(rows),
+        "rows_sha256": hashlib.sha256(rows.astype("<i8").tobytes()).hexdigest(),
+    }
+
+
 def site_assignment(
     values: np.ndarray, split: SiteSplitConfig, seed: int
 ) -> tuple[list[str], np.ndarray]:
@@ -105,7 +134,9 @@ def site_assignment(
     return [f"site-{i}" for i in range(split.n_sites)], site
 
 
-def _load(data: DataConfig, split: SiteSplitConfig, seed: int) -> FederatedData:
+def _load(
+    data: DataConfig, split: SiteSplitConfig, seed: int, carve: PublicCarveConfig | None = None
+) -> FederatedData:
     spec = load_spec(data.spec)
     if data.train is None:
         raise ValueError("this run's sites train on their windows: there is no split to load")
@@ -113,7 +144,11 @@ def _load(data: DataConfig, split: SiteSplitConfig, seed: int) -> FederatedData:
     batch = Featurizer(spec).transform(frame)
     tensor = np.asarray(batch.tensor)
     labels = Featurizer(spec).labels(batch.frame)
-    fit_rows = np.flatnonzero(_fit_mask(labels, len(tensor), data.fit_on))
+    eligible = _fit_mask(labels, len(tensor), data.fit_on)
+    public = None if carve is None else carve_mask(len(tensor), carve)
+    if public is not None:
+        eligible &= ~public  # public rows never reach a site
+    fit_rows = np.flatnonzero(eligible)
     tr, va = split_rows(len(fit_rows), data.val_fraction, seed)
     if split.column not in batch.frame.columns:
         raise ValueError(f"sites.column {split.column!r} is not a column of the training data")
@@ -133,6 +168,8 @@ def _load(data: DataConfig, split: SiteSplitConfig, seed: int) -> FederatedData:
             for s, n in enumerate(names)
         },
     }
+    if carve is not None and public is not None:
+        info["public_carve"] = carve_info(public, carve)
     return FederatedData(spec, tensor, names, train_rows, val_rows, info)
 
 
@@ -143,6 +180,7 @@ def _load_cached(key: str) -> FederatedData:
         DataConfig.model_validate(doc["data"]),
         SiteSplitConfig.model_validate(doc["sites"]),
         int(doc["seed"]),
+        None if doc["carve"] is None else PublicCarveConfig.model_validate(doc["carve"]),
     )
 
 
@@ -154,22 +192,46 @@ def load_federated_data(config: FLConfig) -> FederatedData:
             "data": config.data.model_dump(mode="json"),
             "sites": config.sites.model_dump(mode="json"),
             "seed": config.seed,
+            "carve": None if config.public.carve is None else config.public.carve.model_dump(),
         },
         sort_keys=True,
     )
     return _load_cached(key)
 
 
+def public_inputs(config: FLConfig, spec: FeatureSpec, encoder: Path | None) -> PublicInputs:
+    """The run's public inputs from ``public.source``, or from the rows ``public.carve`` takes
+    out of ``data.train`` (the ones :func:`load_federated_data` withholds from the sites)."""
+    if config.public.carve is not None:
+        if config.data.train is None:
+            raise ValueError("public.carve needs data.train")
+        return fit_public_inputs(
+            config.data.train, spec, config.data.fit_on, encoder, config.public.carve
+        )
+    if config.public.source is None:
+        raise ValueError("public: neither source nor carve is set")
+    return fit_public_inputs(config.public.source, spec, config.data.fit_on, encoder)
+
+
 def fit_public_inputs(
-    source: DataSource, spec: FeatureSpec, fit_on: str, encoder: Path | None = None
+    source: DataSource,
+    spec: FeatureSpec,
+    fit_on: str,
+    encoder: Path | None = None,
+    carve: PublicCarveConfig | None = None,
 ) -> PublicInputs:
     """The public sample (rows labelled normal when ``fit_on: normal``) and the run's normalizer:
-    the served encoder's when ``encoder`` is given, else fitted on the sample."""
+    the served encoder's when ``encoder`` is given, else fitted on the sample. With ``carve``,
+    ``source`` is the training source and only its carved rows are the sample."""
     frame, info = load_source(source, spec)
     featurizer = Featurizer(spec)
     batch = featurizer.transform(frame)
     tensor = np.asarray(batch.tensor)
-    rows = tensor[_fit_mask(featurizer.labels(batch.frame), len(tensor), fit_on)]
+    keep = _fit_mask(featurizer.labels(batch.frame), len(tensor), fit_on)
+    carved = None if carve is None else carve_mask(len(tensor), carve)
+    if carved is not None:
+        keep &= carved
+    rows = tensor[keep]
     if len(rows) == 0:
         raise ValueError("the public sample has no usable rows")
     if encoder is not None:
@@ -179,4 +241,6 @@ def fit_public_inputs(
         normalizer = Normalizer.fit(rows, spec.layout)
         fitted = "fitted on the public sample"
     info_out: dict[str, object] = {"source": info, "rows": len(rows), "normalizer": fitted}
+    if carve is not None and carved is not None:
+        info_out["carve"] = carve_info(carved, carve)
     return PublicInputs(normalizer, rows, normalizer.transform(rows), info_out)

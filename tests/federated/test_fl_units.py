@@ -22,7 +22,7 @@ from federated.certs import make_node_keys, make_tls
 from federated.config import FederationConfig as Fed
 from federated.config import FLConfig, SiteSplitConfig, StrategyConfig
 from federated.ledger import PrivacyBudgetExceeded, PrivacyLedger, new_run_id
-from federated.site_split import site_assignment
+from federated.site_split import carve_mask, load_federated_data, public_inputs, site_assignment
 from federated.stragglers import SimulatedDropout, apply_faults
 from federated.strategy import build_strategy
 from morpheus_ext.markdown_sections import update_section
@@ -60,6 +60,50 @@ def test_site_column_and_dirichlet_splits() -> None:
     # small alpha: sites see very different mixes of the column's values
     mix = [np.mean(values[a == s] == "a") for s in range(4) if (a == s).sum() > 10]
     assert max(mix) - min(mix) > 0.3
+
+
+def test_public_carve_is_disjoint_from_the_sites_rows() -> None:
+    plain = _config()
+    carved = FLConfig.model_validate(
+        {
+            "data": {"train": SRC},
+            "public": {"carve": {"fraction": 0.2, "seed": 3}},
+            "sites": {"n_sites": 3},
+        }
+    )
+    everyone = load_federated_data(plain)
+    normal = set(np.concatenate(everyone.train_rows + everyone.val_rows).tolist())
+    data = load_federated_data(carved)
+    assert carved.public.carve is not None
+    mask = carve_mask(len(data.tensor), carved.public.carve)
+    public_rows = sorted(normal & set(np.flatnonzero(mask).tolist()))
+    site_rows = np.concatenate(data.train_rows + data.val_rows)
+    assert not set(site_rows.tolist()) & set(np.flatnonzero(mask).tolist())
+    assert len(site_rows) + len(public_rows) == len(normal)  # nothing lost, nothing twice
+    assert mask.sum() == round(0.2 * len(data.tensor))
+    public = public_inputs(carved, data.spec, None)
+    assert public.info["rows"] == len(public_rows)
+    np.testing.assert_array_equal(public.raw, data.tensor[public_rows])
+    # recorded where the run keeps them (run.json's data info, fl_result.json's public info)
+    recorded = data.info["public_carve"]
+    assert isinstance(recorded, dict) and recorded == public.info["carve"]
+    assert recorded["seed"] == 3 and recorded["carved_rows"] == mask.sum()
+    # the carve's own seed, not the run's, picks the rows
+    other = carved.model_copy(update={"seed": 5})
+    assert (carve_mask(len(data.tensor), other.public.carve) == mask).all()  # type: ignore[arg-type]
+
+
+def test_public_sample_is_a_source_or_a_carve_not_both() -> None:
+    carve = {"fraction": 0.1}
+    with pytest.raises(ValidationError, match=r"exactly one of source .* both given"):
+        _config(public={"source": SRC, "carve": carve})
+    with pytest.raises(ValidationError, match=r"exactly one of source .* neither given"):
+        _config(public={})
+    with pytest.raises(ValidationError, match="fraction"):
+        _config(public={"carve": {"fraction": 1.0}})
+    with pytest.raises(ValidationError, match=r"public\.carve takes its rows from data\.train"):
+        _config(public={"carve": carve}, sites={"method": "window", "n_sites": 3})
+    assert _config(public={"carve": carve}).public.source is None
 
 
 def test_faults_are_seeded() -> None:
@@ -219,6 +263,7 @@ def test_cli_registers_fl_commands() -> None:
         "configs/fed_stragglers.yml",
         "configs/fed_robustness.yml",
         "configs/baselines.yml",
+        "configs/fl_nsl_kdd.yml",
     ],
 )
 def test_shipped_configs_validate(path: str) -> None:
@@ -226,6 +271,6 @@ def test_shipped_configs_validate(path: str) -> None:
     from morpheus_ext.config_io import load_config
 
     root = Path(__file__).resolve().parents[2]
-    compare = path.endswith(("baselines.yml", "fed_robustness.yml"))
+    compare = path.endswith(("baselines.yml", "fed_robustness.yml", "fl_nsl_kdd.yml"))
     model: type[FLConfig] | type[CompareConfig] = CompareConfig if compare else FLConfig
     load_config(root / path, model)
