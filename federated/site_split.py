@@ -18,7 +18,7 @@ is removed from the rows the sites get, before the train/validation split, so no
 ever public.
 
 >>> from synthetic import SyntheticConfig
->>> from pipelines.config import DataConfig, DataSource
+>>> from modelling.config import DataConfig, DataSource
 >>> from federated.config import FLConfig, PublicDataConfig, SiteSplitConfig
 >>> src = DataSource(synthetic=SyntheticConfig(n_events=3000, n_sites=3, seed=0))
 >>> cfg = FLConfig(data=DataConfig(train=src), public=PublicDataConfig(source=src),
