@@ -235,11 +235,13 @@ class Incident:
         sites = min(int((self.campaign or {}).get("sites", 0)), 499)
         return 1000 * self.event_count + 2 * sites + (self.status == "closed")
 
-    def record(self, config: IncidentConfig) -> dict[str, Any]:
+    def record(self, config: IncidentConfig, final: bool = False) -> dict[str, Any]:
         """The incident record (docs/triage.md, ``schemas/incident.json``).
 
         Written out for about every incident of a stream (most open and close within a
-        batch), so it is on the hot path: no property or helper calls per field."""
+        batch), so it is on the hot path: no property or helper calls per field. ``final``:
+        the incident is closing and nobody changes it again, so the record may share its
+        lists instead of copying them."""
         ranked = []
         for f, texts in self.reasons.items():
             if len(texts) == 1:  # (most fields: one text)
@@ -247,30 +249,34 @@ class Incident:
             else:
                 total = sum(texts.values())
                 text = max(texts.items(), key=_count_then_text)[0]
-            ranked.append((total, f, text))
-        ranked.sort(key=_most_events_then_field)
+            ranked.append((-total, f, text))
+        ranked.sort()  # most events first, then by field (unique: the text never decides)
         n = len(self.event_ids) + self.anonymous_events
-        ids = self.event_ids[: config.event_ids_in_record]
+        limit = config.event_ids_in_record
+        ids = self.event_ids if final and n <= limit else self.event_ids[:limit]
         campaign = self.campaign
         sites = min(int(campaign.get("sites", 0)), 499) if campaign else 0
+        values = self.values
         return {
             "record_version": RECORD_VERSION,
             "incident_id": self.incident_id,
             "status": self.status,
             "revision": 1000 * n + 2 * sites + (self.status == "closed"),
             "site": config.site,
-            "entities": list(self.entities),
+            "entities": self.entities if final else list(self.entities),
             "first_seen": iso(self.first_seen),
             "last_seen": iso(self.last_seen),
             "event_count": n,
             "event_ids": ids,
             "event_ids_truncated": len(self.event_ids) > len(ids),
             "reasons": [
-                {"field": f, "text": text, "events": c}
+                {"field": f, "text": text, "events": -c}
                 for c, f, text in ranked[: config.top_reasons]
             ],
             "leakage": [{"type": t, "field": f} for t, f in self.leakage],
-            "values": {k: list(v) for k, v in self.values.items() if v},
+            "values": {k: v for k, v in values.items() if v}
+            if final
+            else {k: list(v) for k, v in values.items() if v},
             "max_score": round(self.max_score, 4),
             "combined_score": round(self.max_rank + math.log(max(n, 1)), 4),
             "severity": _severity(self.max_score, n, len(self.entities), self.leakage, campaign),
@@ -280,10 +286,6 @@ class Incident:
 
 def _count_then_text(kv: tuple[str, int]) -> tuple[int, str]:
     return kv[1], kv[0]
-
-
-def _most_events_then_field(t: tuple[int, str, str]) -> tuple[int, str]:
-    return -t[0], t[1]
 
 
 def severity(incident: Incident) -> str:
@@ -586,7 +588,7 @@ class IncidentTracker:
     # ------------------------------------------------------------------ closing
     def _close(self, inc: Incident) -> dict[str, Any]:
         inc.status = "closed"
-        record = inc.record(self.config)
+        record = inc.record(self.config, final=True)
         del self.open[inc.incident_id]
         for key in self._index_keys(inc):
             ids = self._index.get(key)
