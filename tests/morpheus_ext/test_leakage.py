@@ -230,3 +230,23 @@ def test_scan_never_raises_on_hostile_columns(rows: list[tuple[object, object]])
         for _, text, secret in CASES:
             if any(text == v for row in rows for v in row):
                 assert secret not in shown
+
+
+@pytest.mark.parametrize("distinct", [40, 300])
+def test_a_batch_finds_the_same_with_few_or_many_distinct_values(distinct: int) -> None:
+    """A batch (over ``SMALL_SCAN`` rows) prefilters its distinct values in Python when they
+    are few, with Arrow's RE2 when many: the same findings either way."""
+    secrets = [text for _, text, _ in CASES]
+    plain = [f"/page/{i % distinct}" for i in range(1000)]
+    url = [
+        secrets[i // 97] if i % 97 == 5 and i // 97 < len(secrets) else v
+        for i, v in enumerate(plain)
+    ]
+    frame = pd.DataFrame({"url": url, "user": [f"u{i % 7}" for i in range(1000)]})
+    scan = DETECTOR.scan(frame)
+    want = [i for i, v in enumerate(url) if v in secrets]
+    assert scan.rows.tolist() == want and len(want) > 5
+    one_by_one = [DETECTOR.scan(frame.iloc[[i]]).findings[0] for i in want]
+    assert [[(f.type, f.field) for f in row] for row in scan.findings] == [
+        [(f.type, f.field) for f in row] for row in one_by_one
+    ]
