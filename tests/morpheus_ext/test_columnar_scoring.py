@@ -17,8 +17,12 @@ import jsonschema
 import numpy as np
 import orjson
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from confluent_kafka import Message
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from morpheus_ext.feature_spec import load_spec
 from morpheus_ext.stages.inference.inprocess import InProcessEngine
@@ -26,6 +30,7 @@ from morpheus_ext.stages.input.kafka_source import ConsumedBatch
 from morpheus_ext.stages.input.sources import Origin, RawBatch, frame_source
 from morpheus_ext.stages.output.files import JsonlSink
 from morpheus_ext.stages.output.kafka_sink import score_messages
+from morpheus_ext.stages.postprocess.fingerprint.reason_fragments import needs_escape
 from morpheus_ext.stages.postprocess.record_values import BatchColumns, epoch_seconds
 from morpheus_ext.stages.postprocess.records import (
     ScoreRecords,
@@ -220,3 +225,18 @@ def test_consumed_batch_origins_are_built_lazily_and_in_order() -> None:
     assert batch.without({("t", 1)}).raw.origins == [
         Origin("t", i % 3, 100 + i) for i in range(10) if i % 3 != 1
     ]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.none() | st.text(max_size=12), max_size=30),
+    st.integers(0, 5),
+    st.booleans(),
+)
+def test_needs_escape_answers_what_the_regex_does(
+    values: list[str | None], start: int, large: bool
+) -> None:
+    """The byte-level check of the JSON writers is exact, on slices and large strings too."""
+    arr = pa.array(values, type=pa.large_string() if large else pa.string())[start:]
+    regex = bool(pc.any(pc.match_substring_regex(arr, r'[\x00-\x1f"\\]')).as_py())
+    assert needs_escape(arr) is regex

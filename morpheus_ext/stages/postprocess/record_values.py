@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 
 from morpheus_ext.backend import to_host_array
 from morpheus_ext.stages.inference.base import ModelInfo
-from morpheus_ext.stages.postprocess.fingerprint.reason_fragments import escaped
+from morpheus_ext.stages.postprocess.fingerprint.reason_fragments import escaped, needs_escape
 from morpheus_ext.stages.postprocess.fingerprint.scoring import FingerprintScores
 from morpheus_ext.stages.preprocess.featurizer import (
     FeaturizedBatch,
@@ -117,7 +117,6 @@ def field_values(cols: BatchColumns, name: str, kind: str) -> list[Any]:
 
 
 JSON_BOOLS = pa.array(["false", "true"])
-_NEEDS_ESCAPE = r'[\x00-\x1f"\\]'
 _MINUTE_JSON = pa.array([orjson.dumps(v).decode() for v in _MINUTE_OF_DAY.tolist()])
 _WEEKDAY_JSON = pa.array([orjson.dumps(v).decode() for v in _WEEKDAY.tolist()])
 _MINUTE_TEXT = pa.array(_MINUTE_OF_DAY.tolist(), type=pa.string())
@@ -211,7 +210,7 @@ def join_texts(*parts: Any) -> pa.Array:
 
 def json_texts(strings: pa.Array) -> pa.Array:
     """JSON string literals (``orjson.dumps`` spelling), ``null`` for nulls."""
-    if pc.any(pc.match_substring_regex(strings, _NEEDS_ESCAPE)).as_py():
+    if needs_escape(strings):
         return pa.array([orjson.dumps(t).decode() for t in strings.to_pylist()], type=pa.string())
     return pc.fill_null(pc.binary_join_element_wise('"', strings, '"', ""), "null")
 

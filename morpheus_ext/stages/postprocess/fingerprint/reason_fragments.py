@@ -104,9 +104,45 @@ def escaped(text: str | None) -> str | None:
     return None if text is None else orjson.dumps(text).decode()[1:-1]
 
 
+_MUST_ESCAPE_RE = r'[\x00-\x1f"\\]'
+
+
+def needs_escape(texts: pa.Array) -> bool:
+    """Whether any element holds a character a JSON string literal escapes (a control
+    character, ``"`` or ``\\``).
+
+    Those characters are single bytes in UTF-8 (every byte of a multi-byte character is
+    >= 0x80), so one NumPy look over the array's UTF-8 bytes answers exactly what the regex
+    ``[\\x00-\\x1f"\\\\]`` does, without Arrow's RE2 (~0.12 us per string, recompiled per call):
+    the score records ask this of several columns per batch.
+
+    >>> needs_escape(pa.array(["alice", None, "ünï"])), needs_escape(pa.array(['say "hi"']))
+    (False, True)
+    """
+    if len(texts) == 0:
+        return False
+    if not isinstance(texts, pa.Array):  # (a chunked array: ask Arrow)
+        width: type | None = None
+    elif pa.types.is_string(texts.type):
+        width = np.int32
+    elif pa.types.is_large_string(texts.type):
+        width = np.int64
+    else:
+        width = None
+    if width is None:  # (other types: ask Arrow)
+        return bool(pc.any(pc.match_substring_regex(texts, _MUST_ESCAPE_RE)).as_py())
+    _, offsets_buf, data = texts.buffers()
+    if offsets_buf is None or data is None:
+        return False
+    offsets = np.frombuffer(offsets_buf, dtype=width)[texts.offset : texts.offset + len(texts) + 1]
+    body = np.frombuffer(data, dtype=np.uint8)[int(offsets[0]) : int(offsets[-1])]
+    # (three vectorised compares: ~10x cheaper than one lookup-table gather)
+    return bool((body < 0x20).any() or (body == ord('"')).any() or (body == ord("\\")).any())
+
+
 def _escape(texts: pa.Array) -> pa.Array:
     """:func:`escaped` for every element (once per distinct text, and only if one needs it)."""
-    if not pc.any(pc.match_substring_regex(texts, r'[\x00-\x1f"\\]')).as_py():
+    if not needs_escape(texts):
         return texts
     inv, uniq = pd.factorize(np.asarray(texts.to_numpy(zero_copy_only=False), dtype=object))
     return _pa([escaped(t) for t in uniq.tolist()] + [None]).take(np.where(inv < 0, len(uniq), inv))
