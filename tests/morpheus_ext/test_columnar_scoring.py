@@ -30,7 +30,10 @@ from morpheus_ext.stages.input.kafka_source import ConsumedBatch
 from morpheus_ext.stages.input.sources import Origin, RawBatch, frame_source
 from morpheus_ext.stages.output.files import JsonlSink
 from morpheus_ext.stages.output.kafka_sink import score_messages
-from morpheus_ext.stages.postprocess.fingerprint.reason_fragments import needs_escape
+from morpheus_ext.stages.postprocess.fingerprint.reason_fragments import (
+    json_number_texts,
+    needs_escape,
+)
 from morpheus_ext.stages.postprocess.record_values import BatchColumns, epoch_seconds
 from morpheus_ext.stages.postprocess.records import (
     ScoreRecords,
@@ -240,3 +243,12 @@ def test_needs_escape_answers_what_the_regex_does(
     arr = pa.array(values, type=pa.large_string() if large else pa.string())[start:]
     regex = bool(pc.any(pc.match_substring_regex(arr, r'[\x00-\x1f"\\]')).as_py())
     assert needs_escape(arr) is regex
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.floats(allow_nan=True, allow_infinity=True), max_size=40))
+def test_number_texts_are_orjson_spellings(values: list[float]) -> None:
+    """The comma-split of one ``orjson.dumps`` of the array spells each number as dumping it
+    alone does (NaN and infinities as ``null``)."""
+    got = json_number_texts(np.array(values, dtype=np.float64)).to_pylist()
+    assert got == [orjson.dumps(v).decode() for v in values]

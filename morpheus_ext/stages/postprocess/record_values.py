@@ -23,7 +23,11 @@ import pyarrow.compute as pc
 
 from morpheus_ext.backend import to_host_array
 from morpheus_ext.stages.inference.base import ModelInfo
-from morpheus_ext.stages.postprocess.fingerprint.reason_fragments import escaped, needs_escape
+from morpheus_ext.stages.postprocess.fingerprint.reason_fragments import (
+    escaped,
+    json_number_texts,
+    needs_escape,
+)
 from morpheus_ext.stages.postprocess.fingerprint.scoring import FingerprintScores
 from morpheus_ext.stages.preprocess.featurizer import (
     FeaturizedBatch,
@@ -229,8 +233,7 @@ def json_floats(values: np.ndarray) -> pa.Array:
     arr = np.ascontiguousarray(np.asarray(values).reshape(-1), dtype=np.float64)
     if len(arr) == 0:
         return pa.array([], pa.string())
-    text = orjson.dumps(arr, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].decode()
-    return pc.split_pattern(pa.array([text]), ",").flatten()
+    return json_number_texts(arr)
 
 
 _JSON_NULL = pa.array(["null"])

@@ -158,8 +158,32 @@ def _json_numbers(values: np.ndarray, digits: int) -> pa.Array:
     arr = np.round(np.ascontiguousarray(values, dtype=np.float64).reshape(-1), digits)
     if len(arr) == 0:
         return _pa([])
-    text = orjson.dumps(arr, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].decode()
-    return pc.split_pattern(pa.array([text]), ",").flatten()
+    return json_number_texts(arr)
+
+
+def json_number_texts(values: np.ndarray) -> pa.Array:
+    """Each float64 of ``values`` as ``orjson.dumps`` spells it (NaN/inf -> ``null``).
+
+    One ``orjson.dumps`` of the whole array, then the commas between the numbers become the
+    string array's offsets (a number's spelling never holds a comma): NumPy over the bytes,
+    ~10x cheaper than Arrow's ``split_pattern`` on the one long text.
+
+    >>> json_number_texts(np.array([0.5, float("nan"), 3.0, 1e-7])).to_pylist()
+    ['0.5', 'null', '3.0', '1e-7']
+    """
+    n = len(values)
+    if n == 0:
+        return _pa([])
+    text = orjson.dumps(values, option=orjson.OPT_SERIALIZE_NUMPY)
+    body = np.frombuffer(text, dtype=np.uint8)[1:-1]  # (without the brackets)
+    comma = body == ord(",")
+    commas = np.flatnonzero(comma)
+    offsets = np.empty(n + 1, dtype=np.int32)
+    offsets[0] = 0
+    offsets[1:n] = commas - np.arange(n - 1)  # each number's end, the commas before it removed
+    offsets[n] = len(body) - (n - 1)
+    data = body[~comma]
+    return pa.Array.from_buffers(_S, n, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
 
 
 def _const(text: str, n: int) -> pa.Array:
