@@ -134,7 +134,9 @@ def needs_escape(texts: pa.Array) -> bool:
     _, offsets_buf, data = texts.buffers()
     if offsets_buf is None or data is None:
         return False
-    offsets = np.frombuffer(offsets_buf, dtype=width)[texts.offset : texts.offset + len(texts) + 1]
+    offsets: np.ndarray = np.frombuffer(offsets_buf, dtype=width)[
+        texts.offset : texts.offset + len(texts) + 1
+    ]
     body = np.frombuffer(data, dtype=np.uint8)[int(offsets[0]) : int(offsets[-1])]
     # (three vectorised compares: ~10x cheaper than one lookup-table gather)
     return bool((body < 0x20).any() or (body == ord('"')).any() or (body == ord("\\")).any())
