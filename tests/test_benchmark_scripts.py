@@ -1,7 +1,8 @@
 """Benchmark scripts of issue #20 end to end on small slices: bench_peers (SecureAI,
-IsolationForest and River HalfSpaceTrees on the same events, events/s and AUROC in one table)
-and bench_stages (CPU per event by stage). Speed is never asserted (benchmarks measure it); the
-tables' shape, the detection ranking and the stage accounting are."""
+IsolationForest and River HalfSpaceTrees on the same events, events/s and AUROC in one table),
+bench_stages (CPU per event by stage) and bench_incident_cost (the incidents stage in one
+process). Speed is never asserted (benchmarks measure it); the tables' shape, the detection
+ranking and the stage accounting are."""
 
 from __future__ import annotations
 
@@ -58,3 +59,19 @@ def test_bench_stages_charges_every_stage_and_baselines_only_when_on(tmp_path: P
     for row in (spine, with_baselines):
         stages = [float(c) for c in row[1 : 1 + len(STAGES)] if c != "-"]
         assert float(row[-2]) == pytest.approx(sum(stages), abs=0.02)
+
+
+def test_bench_incident_cost_times_both_variants_and_the_collector(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "benchmarks" / "bench_incident_cost.py"), "--events",
+         "8192", "--pairs", "1"],
+        capture_output=True, text=True, timeout=300, cwd=REPO_ROOT,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    runs = {ln.split(":")[0]: ln for ln in lines if ln.startswith(("off:", "incidents:"))}
+    assert set(runs) == {"off", "incidents"}
+    for line in runs.values():  # "<variant>: <cpu> µs/event CPU, of it <gc> in cyclic GC"
+        cpu, gc_us = float(line.split()[1]), float(line.split()[-4])
+        assert cpu > 0 and 0 <= gc_us < cpu
+    assert lines[-1].startswith("median: off ")
