@@ -43,6 +43,7 @@ from federated.config import FLConfig, InitialModelConfig
 from federated.launcher import RunStopped, SuperLink
 from federated.protocol import RUN_CONFIG_PATH, RUN_DIR
 from federated.runs import finish_run, prepare_run_dir
+from federated.server import RESULT_FILE
 from federated.triggers import Report, TriggerConfig, due
 from modelling.rundir import write_json
 from morpheus_ext.config_io import StrictModel, load_config
@@ -298,7 +299,12 @@ class Coordinator:
                 {RUN_CONFIG_PATH: str(run_dir / "config.yaml"), RUN_DIR: str(run_dir)}
             )
             self.current_run = run_id
-            status = self.superlink.wait(run_id, self.config.run_timeout_s, stop=self._stop)
+            status = self.superlink.wait(
+                run_id,
+                self.config.run_timeout_s,
+                stop=self._stop,
+                result_file=run_dir / RESULT_FILE,
+            )
             flower_log = self.superlink.logs(run_id)
             (run_dir / "logs").mkdir(exist_ok=True)
             (run_dir / "logs" / "flower.log").write_text(flower_log)

@@ -28,6 +28,7 @@ from federated.config import FLConfig
 from federated.launcher import Process, SuperLink, start_supernode
 from federated.protocol import NODE_SITE, RUN_CONFIG_PATH, RUN_DIR
 from federated.runs import FLRunResult, RoundProgress, finish_run, prepare_run_dir
+from federated.server import RESULT_FILE
 
 
 class LocalFederation:
@@ -101,6 +102,7 @@ class LocalFederation:
                 run_id,
                 config.simulation.timeout_s,
                 on_poll=RoundProgress(run_dir, config.federation.rounds) if progress else None,
+                result_file=run_dir / RESULT_FILE,
             )
         finally:
             log = self.superlink.logs(run_id)
