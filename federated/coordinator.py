@@ -263,7 +263,6 @@ class Coordinator:
                 "supernode_auth is on but authorized_keys is empty: no site could connect"
             )
         c.work_dir.mkdir(parents=True, exist_ok=True)
-        self._serve_http()
         self.superlink = SuperLink(
             c.work_dir / "flwr-home",
             c.work_dir / "logs",
@@ -274,6 +273,10 @@ class Coordinator:
         ).start()
         for key in c.authorized_keys:
             self.superlink.register_supernode(key)
+        # The inbox opens last: a listening reports port means the SuperLink is up and every
+        # site's key registered, so a site started then connects at its first try (a SuperNode
+        # refused before its key is registered exits, and its sidecar waits to start another).
+        self._serve_http()
         return self
 
     def run_federation(self, trigger: str) -> dict[str, Any]:
