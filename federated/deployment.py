@@ -10,8 +10,10 @@ that pulls messages from the SuperLink over TLS and runs each in a fresh ClientA
   and it signs its requests with the private key. An unregistered key is refused.
 
 ``scripts/fl/run_local_deployment.py`` wraps :class:`LocalFederation` for people; the
-integration test drives it directly. Measured here: 3 DP rounds take about a minute (3 s
-SuperNode poll, a few seconds of imports per ClientApp process).
+integration test drives it directly. Measured here: 3 DP rounds took about a minute with
+Flower's own waits (3 s SuperNode poll, 3 s between the ServerApp's pulls); the launcher now
+shortens them (docs/federated.md, "Waits and polls"), and a few seconds of imports per
+ClientApp process remain.
 """
 
 from __future__ import annotations

@@ -57,7 +57,19 @@ FINAL_SERVER_STATUSES = frozenset({"completed", "failed"})
 
 def server_status(result_file: Path) -> str | None:
     """The ``status`` the ServerApp last wrote into ``result_file``; ``None`` while there is no
-    complete file (not written yet, or caught mid-write: ``write_json`` is not atomic)."""
+    complete file (not written yet, or caught mid-write: ``write_json`` is not atomic).
+
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "fl_result.json"
+    >>> server_status(path) is None
+    True
+    >>> _ = path.write_text('{"status": "runn')  # mid-write
+    >>> server_status(path) is None
+    True
+    >>> _ = path.write_text('{"status": "completed", "fl_run_id": "x"}')
+    >>> server_status(path)
+    'completed'
+    """
     try:
         doc = json.loads(result_file.read_text())
     except (OSError, ValueError):

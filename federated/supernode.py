@@ -23,7 +23,7 @@ import argparse
 import sys
 import time
 import types
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 DEFAULT_POLL_S = 1.0
@@ -34,20 +34,23 @@ class CappedSleep:
     """Stands in for the ``time`` module inside ``start_client_internal``: ``sleep`` is capped
     at ``poll_s``; every other attribute is the real ``time`` module's.
 
-    >>> clock = CappedSleep(0.01)
-    >>> start = time.monotonic(); clock.sleep(3); time.monotonic() - start < 1
-    True
+    >>> slept: list[float] = []
+    >>> clock = CappedSleep(1.0, sleep=slept.append)
+    >>> clock.sleep(3); clock.sleep(0.5)
+    >>> slept  # the idle poll is capped, the shorter reply waits are not
+    [1.0, 0.5]
     >>> clock.monotonic is time.monotonic
     True
     """
 
-    def __init__(self, poll_s: float) -> None:
+    def __init__(self, poll_s: float, sleep: Callable[[float], Any] = time.sleep) -> None:
         if not poll_s > 0:
             raise ValueError(f"poll_s must be > 0, got {poll_s}")
         self.poll_s = poll_s
+        self._sleep = sleep
 
     def sleep(self, seconds: float) -> None:
-        time.sleep(min(seconds, self.poll_s))
+        self._sleep(min(seconds, self.poll_s))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(time, name)
