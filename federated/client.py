@@ -15,7 +15,8 @@ Three message types:
   the end so the manifest carries what every site really spent, late rounds included.
 * ``query.publish`` (``publish.enabled``): the final global model; the site gates it on its own
   held-out window rows and publishes it into its own repository
-  (:func:`federated.site_publish.publish_at_site`).
+  (:func:`federated.site_publish.publish_at_site`). The reply carries the site's privacy report
+  too (``privacy``), so a publishing run asks no separate ``query`` at the end.
 
 A site whose node config has ``window-dir`` trains on its own training window, read as of the
 run's start (``window-end-ms`` in every message), and is named by ``site-name``.
@@ -42,6 +43,7 @@ from federated.protocol import (
     NODE_SITE_NAME,
     NODE_TRITON_URL,
     NODE_WINDOW_DIR,
+    PRIVACY,
     PUBLISH_ACTION,
     RUN_CONFIG_PATH,
     RUN_DIR,
@@ -171,6 +173,7 @@ def publish(msg: Message, context: Context) -> Message:
         {
             METRICS: MetricRecord(dict(metrics)),
             CONFIG: ConfigRecord({"outcome": outcome, "site-name": site.name}),
+            PRIVACY: MetricRecord(dict(privacy_report(site.index, dp))),
         }
     )
     return Message(content, reply_to=msg)

@@ -43,6 +43,7 @@ from federated.config import FLConfig, InitialModelConfig
 from federated.launcher import RunStopped, SuperLink
 from federated.protocol import RUN_CONFIG_PATH, RUN_DIR
 from federated.runs import finish_run, prepare_run_dir
+from federated.server import RESULT_FILE
 from federated.triggers import Report, TriggerConfig, due
 from modelling.rundir import write_json
 from morpheus_ext.config_io import StrictModel, load_config
@@ -262,7 +263,6 @@ class Coordinator:
                 "supernode_auth is on but authorized_keys is empty: no site could connect"
             )
         c.work_dir.mkdir(parents=True, exist_ok=True)
-        self._serve_http()
         self.superlink = SuperLink(
             c.work_dir / "flwr-home",
             c.work_dir / "logs",
@@ -273,6 +273,10 @@ class Coordinator:
         ).start()
         for key in c.authorized_keys:
             self.superlink.register_supernode(key)
+        # The inbox opens last: a listening reports port means the SuperLink is up and every
+        # site's key registered, so a site started then connects at its first try (a SuperNode
+        # refused before its key is registered exits, and its sidecar waits to start another).
+        self._serve_http()
         return self
 
     def run_federation(self, trigger: str) -> dict[str, Any]:
@@ -298,7 +302,12 @@ class Coordinator:
                 {RUN_CONFIG_PATH: str(run_dir / "config.yaml"), RUN_DIR: str(run_dir)}
             )
             self.current_run = run_id
-            status = self.superlink.wait(run_id, self.config.run_timeout_s, stop=self._stop)
+            status = self.superlink.wait(
+                run_id,
+                self.config.run_timeout_s,
+                stop=self._stop,
+                result_file=run_dir / RESULT_FILE,
+            )
             flower_log = self.superlink.logs(run_id)
             (run_dir / "logs").mkdir(exist_ok=True)
             (run_dir / "logs" / "flower.log").write_text(flower_log)

@@ -10,8 +10,10 @@ that pulls messages from the SuperLink over TLS and runs each in a fresh ClientA
   and it signs its requests with the private key. An unregistered key is refused.
 
 ``scripts/fl/run_local_deployment.py`` wraps :class:`LocalFederation` for people; the
-integration test drives it directly. Measured here: 3 DP rounds take about a minute (3 s
-SuperNode poll, a few seconds of imports per ClientApp process).
+integration test drives it directly. Measured here: 3 DP rounds took about a minute with
+Flower's own waits (3 s SuperNode poll, 3 s between the ServerApp's pulls); the launcher now
+shortens them (docs/federated.md, "Waits and polls"), and a few seconds of imports per
+ClientApp process remain.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from federated.config import FLConfig
 from federated.launcher import Process, SuperLink, start_supernode
 from federated.protocol import NODE_SITE, RUN_CONFIG_PATH, RUN_DIR
 from federated.runs import FLRunResult, RoundProgress, finish_run, prepare_run_dir
+from federated.server import RESULT_FILE
 
 
 class LocalFederation:
@@ -101,6 +104,7 @@ class LocalFederation:
                 run_id,
                 config.simulation.timeout_s,
                 on_poll=RoundProgress(run_dir, config.federation.rounds) if progress else None,
+                result_file=run_dir / RESULT_FILE,
             )
         finally:
             log = self.superlink.logs(run_id)

@@ -34,7 +34,6 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 from pydantic import Field
-from sklearn.metrics import roc_auc_score
 
 from modelling.evaluation.canaries import BASE_COLUMN, KIND_COLUMN, make_canaries
 from morpheus_ext.config_io import StrictModel
@@ -209,6 +208,8 @@ def decide(
         if not both:
             raise GateRefused("holdout gate needs labelled gate rows with both classes")
         assert labels is not None
+        from sklearn.metrics import roc_auc_score  # only labelled gates: not in every ClientApp
+
         cand = float(roc_auc_score(labels, candidate(rows.gate)[0]))
         cur = float(roc_auc_score(labels, served(rows.gate)[0]))
         numbers = {

@@ -8,8 +8,14 @@ integration tests. Measured pitfalls handled here (shared/notes/federated.md):
   and the update check are off;
 * SuperLinks run with ``--disable-runtime-dependency-installation``: otherwise the SuperLink
   installs the app's dependencies with uv, which pulls a CUDA build of torch;
-* ``flwr run`` exits 0 even when the run fails: :meth:`SuperLink.wait` polls
-  ``flwr ls --format json`` until the run's status is ``finished:*`` and returns it.
+* ``flwr run`` exits 0 even when the run fails: :meth:`SuperLink.wait` returns the run's
+  Flower status (``finished:*``) from ``flwr ls --format json``. While the run lasts it reads
+  the run's own ``fl_result.json`` (the ServerApp writes ``running`` at its start and
+  ``completed``/``failed`` at its end) and asks ``flwr ls`` only every ``ls_every_s`` (a ``flwr``
+  CLI call is a Python process start, ~2 s of a core on 2 cores, taken from the run itself);
+* waits are short: SuperNodes poll the SuperLink every ``supernode_poll_s`` when idle
+  (:mod:`federated.supernode`; Flower's own is 3 s) and SuperExecs ask for new tasks every
+  :data:`SUPEREXEC_POLL_S` (Flower's own is 1 s): a run is a chain of such hand-offs.
 
 Every process runs in its own session and is stopped by its own process-group id.
 """
@@ -31,10 +37,45 @@ from types import TracebackType
 from typing import IO, Any
 
 from federated.certs import TLSFiles
+from federated.supernode import DEFAULT_POLL_S
+from federated.supernode import command as supernode_command
 from morpheus_ext.errors import SecureAIError
 
 APP_DIR = Path(__file__).resolve().parent / "app"
 CONNECTION = "secureai"
+SUPEREXEC_POLL_S = 0.2
+"""How often a SuperExec (of the SuperLink: ServerApps; of a SuperNode: ClientApps) asks for a
+new task (``FLWR_SUPEREXEC_TASK_POLL_INTERVAL``; Flower's default 1 s). Each message a site
+handles starts a ClientApp through its SuperExec, so this wait is paid per message."""
+
+
+LS_EVERY_S = 15.0
+"""While a run's ``fl_result.json`` says it is running, ``flwr ls`` at most this often."""
+FINAL_SERVER_STATUSES = frozenset({"completed", "failed"})
+"""What the ServerApp writes into ``fl_result.json`` when it is done (``federated.server``)."""
+
+
+def server_status(result_file: Path) -> str | None:
+    """The ``status`` the ServerApp last wrote into ``result_file``; ``None`` while there is no
+    complete file (not written yet, or caught mid-write: ``write_json`` is not atomic).
+
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "fl_result.json"
+    >>> server_status(path) is None
+    True
+    >>> _ = path.write_text('{"status": "runn')  # mid-write
+    >>> server_status(path) is None
+    True
+    >>> _ = path.write_text('{"status": "completed", "fl_run_id": "x"}')
+    >>> server_status(path)
+    'completed'
+    """
+    try:
+        doc = json.loads(result_file.read_text())
+    except (OSError, ValueError):
+        return None
+    status = doc.get("status") if isinstance(doc, dict) else None
+    return None if status is None else str(status)
 
 
 class FlowerError(SecureAIError, RuntimeError):
@@ -65,6 +106,8 @@ def flower_env(home: Path) -> dict[str, str]:
         RAY_DEDUP_LOGS="0",
         PYTHONUNBUFFERED="1",
     )
+    # An operator's own setting wins.
+    env.setdefault("FLWR_SUPEREXEC_TASK_POLL_INTERVAL", str(SUPEREXEC_POLL_S))
     # The Flower executables live next to this interpreter (the project's venv).
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     return env
@@ -273,24 +316,43 @@ class SuperLink:
         self,
         run_id: int,
         timeout: float,
-        poll_s: float = 2.0,
+        poll_s: float | None = None,
         stop: threading.Event | None = None,
         on_poll: Callable[[], None] | None = None,
+        result_file: Path | None = None,
+        ls_every_s: float = LS_EVERY_S,
     ) -> str:
         """Block until the run is ``finished:*``; returns that status (raises on timeout).
+
+        With ``result_file`` (the run's ``fl_result.json``) the run's progress is read from
+        it every ``poll_s`` (default 0.5 s), and ``flwr ls`` is asked once the ServerApp wrote
+        its final status (then every ``poll_s`` until Flower agrees) or every ``ls_every_s``
+        meanwhile (a run whose ServerApp never started or died still ends the wait). Without
+        it, ``flwr ls`` every ``poll_s`` (default 2 s). Why: each ``flwr ls`` is a CLI process
+        start, seconds of CPU on a small host, competing with the run it watches.
 
         When ``stop`` is set first (a service given SIGTERM), the run is stopped through the
         Control API and :class:`RunStopped` raised: a shutdown does not wait out a long run.
         """
+        if poll_s is None:
+            poll_s = 2.0 if result_file is None else 0.5
         deadline = time.monotonic() + timeout
         status = "unknown"
+        last_ls = float("-inf")
         while time.monotonic() < deadline:
             if self.process is not None and not self.process.alive():
                 raise FlowerError(f"the SuperLink died:\n{self.process.log_text()[-3000:]}")
             if stop is not None and stop.is_set():
                 self.stop_run(run_id)
                 raise RunStopped(f"run {run_id} stopped on request while {status!r}")
-            status = self.status(run_id)
+            now = time.monotonic()
+            if (
+                result_file is None
+                or server_status(result_file) in FINAL_SERVER_STATUSES
+                or now - last_ls >= ls_every_s
+            ):
+                status = self.status(run_id)
+                last_ls = now
             if on_poll is not None:
                 on_poll()  # e.g. print the rounds finished since the last poll
             if status.startswith("finished"):
@@ -332,13 +394,15 @@ def supernode_args(
     private_key: Path | None = None,
     max_wait_s: float | None = None,
     insecure: bool | None = None,
+    poll_s: float = DEFAULT_POLL_S,
 ) -> list[str]:
-    """The ``flower-supernode`` command line. ``insecure`` (default: no ``root_certificates``)
-    turns TLS off; TLS without ``root_certificates`` trusts the system CAs only."""
+    """The SuperNode command line: Flower's ``flower-supernode`` run through
+    :mod:`federated.supernode`, which polls the SuperLink every ``poll_s`` when idle (Flower's
+    own: 3 s). ``insecure`` (default: no ``root_certificates``) turns TLS off; TLS without
+    ``root_certificates`` trusts the system CAs only."""
     if insecure is None:
         insecure = root_certificates is None
     args = [
-        "flower-supernode",
         "--superlink",
         superlink,
         "--port",
@@ -354,7 +418,7 @@ def supernode_args(
         args += ["--auth-supernode-private-key", str(private_key)]
     if max_wait_s is not None:
         args += ["--max-wait-time", str(max_wait_s)]
-    return args
+    return supernode_command(poll_s, args)
 
 
 def start_supernode(
@@ -365,6 +429,7 @@ def start_supernode(
     root_certificates: Path | None,
     private_key: Path | None = None,
     max_wait_s: float | None = None,
+    poll_s: float = DEFAULT_POLL_S,
 ) -> Process:
     """A SuperNode connecting to ``superlink`` (TLS when ``root_certificates`` is given)."""
     home = log_path.parent / f".flwr-{log_path.stem}"
@@ -375,5 +440,6 @@ def start_supernode(
         private_key=private_key,
         max_wait_s=max_wait_s,
         insecure=root_certificates is None and superlink.tls is None,
+        poll_s=poll_s,
     )
     return Process(args, log_path, flower_env(home), superlink.cwd)

@@ -41,6 +41,9 @@ WINDOW_END = "window-end-ms"
 """When the run started (epoch ms): every message of the run reads the window as of then."""
 PUBLISH_ACTION = "publish"
 """``query.publish``: the final global model, for each site to gate and publish locally."""
+PRIVACY = "privacy"
+"""In a ``query.publish`` reply: the site's privacy report for the run (what a plain ``query``
+answers), so a run that publishes needs no separate round trip for it."""
 
 
 def normalizer_to_record(normalizer: Normalizer, record: ConfigRecord) -> ConfigRecord:

@@ -11,7 +11,8 @@
    (:mod:`federated.monitor`): ``rounds.jsonl``, ``metrics.prom`` after every round, and an
    HTTP ``/metrics`` endpoint while the run lasts when a port is configured. Each round waits
    at most ``round_timeout_s`` for replies, so stragglers cannot stall it.
-4. Ask every site for its privacy report, export the final global model through the existing
+4. Ask every site for its privacy report (with ``publish.enabled`` it comes with the site's
+   publish reply: one round trip, not two), export the final global model through the existing
    export path (:mod:`federated.final_model`) and write ``fl_result.json`` with
    ``status: completed``, the proof a run *finished* (``flwr run`` exits 0 even when it failed).
 """
@@ -28,6 +29,7 @@ import numpy as np
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
 from flwr.serverapp import Grid, ServerApp
+from flwr.superlink.grid import HttpGrid
 
 from federated.config import FLConfig
 from federated.final_model import export_global_model
@@ -41,6 +43,7 @@ from federated.protocol import (
     CONFIG,
     FL_RUN_ID,
     METRICS,
+    PRIVACY,
     PUBLISH_ACTION,
     RUN_CONFIG_PATH,
     RUN_DIR,
@@ -48,7 +51,7 @@ from federated.protocol import (
     load_run_config,
     normalizer_to_record,
 )
-from federated.sampling import SiteOrderedGrid
+from federated.sampling import PromptGrid, SiteOrderedGrid
 from federated.site_split import public_inputs
 from federated.strategy import build_strategy
 from federated.warm_start import InitialModel, load_initial_model
@@ -80,40 +83,57 @@ def main(grid: Grid, context: Context) -> None:
         raise
 
 
+def _sorted_reports(reports: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    return dict(sorted(reports.items(), key=lambda kv: int(kv[0])))
+
+
+def _report(metrics: Any) -> tuple[str, dict[str, float]]:
+    """A privacy report record as ``(site id, {key: value})``."""
+    return str(int(metrics["site-id"])), {k: float(v) for k, v in metrics.items()}
+
+
 def collect_privacy_reports(
-    grid: Grid, fl_run_id: str, timeout: float
+    grid: Grid, fl_run_id: str, timeout: float, nodes: list[int] | None = None
 ) -> dict[str, dict[str, float]]:
-    """One ``query`` message per connected site; each answers from its own accountant."""
+    """One ``query`` message per connected site (or per node of ``nodes``); each answers from
+    its own accountant."""
     messages = [
         Message(
             RecordDict({CONFIG: ConfigRecord({FL_RUN_ID: fl_run_id})}),
             dst_node_id=node,
             message_type=MessageType.QUERY,
         )
-        for node in grid.get_node_ids()
+        for node in (grid.get_node_ids() if nodes is None else nodes)
     ]
+    if not messages:
+        return {}
     reports: dict[str, dict[str, float]] = {}
     for reply in grid.send_and_receive(messages, timeout=timeout):
         if reply.has_error():
             continue
-        m = next(iter(reply.content.metric_records.values()))
-        reports[str(int(m["site-id"]))] = {k: float(v) for k, v in m.items()}  # type: ignore[arg-type]
-    return dict(sorted(reports.items(), key=lambda kv: int(kv[0])))
+        site, report = _report(next(iter(reply.content.metric_records.values())))
+        reports[site] = report
+    return _sorted_reports(reports)
 
 
 def publish_at_sites(
     grid: Grid, arrays: ArrayRecord, message_config: ConfigRecord, timeout: float
-) -> dict[str, dict[str, Any]]:
-    """``query.publish`` to every connected site with the final weights; their outcomes."""
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, float]], list[int]]:
+    """``query.publish`` to every connected site with the final weights: their outcomes, the
+    privacy reports their replies carried, and the nodes whose reply carried none (an error
+    reply, or a site that did not answer): ask those with :func:`collect_privacy_reports`."""
+    nodes = list(grid.get_node_ids())
     messages = [
         Message(
             RecordDict({ARRAYS: arrays, CONFIG: ConfigRecord(dict(message_config))}),
             dst_node_id=node,
             message_type=f"{MessageType.QUERY}.{PUBLISH_ACTION}",
         )
-        for node in grid.get_node_ids()
+        for node in nodes
     ]
     outcomes: dict[str, dict[str, Any]] = {}
+    reports: dict[str, dict[str, float]] = {}
+    reported: set[int] = set()
     for reply in grid.send_and_receive(messages, timeout=timeout):
         if reply.has_error():
             outcomes[f"node-{reply.metadata.src_node_id}"] = {
@@ -125,7 +145,12 @@ def publish_at_sites(
         metrics = dict(reply.content.metric_records[METRICS])
         info = dict(reply.content.config_records[CONFIG])
         outcomes[str(info["site-name"])] = {**metrics, "outcome": str(info["outcome"])}
-    return dict(sorted(outcomes.items()))
+        if PRIVACY in reply.content.metric_records:
+            site, report = _report(reply.content.metric_records[PRIVACY])
+            reports[site] = report
+            reported.add(reply.metadata.src_node_id)
+    missing = [n for n in nodes if n not in reported]
+    return dict(sorted(outcomes.items())), _sorted_reports(reports), missing
 
 
 def dp_section(config: FLConfig, reports: dict[str, dict[str, float]]) -> dict[str, Any] | None:
@@ -232,6 +257,8 @@ def run_federated(
             ConfigRecord({FL_RUN_ID: fl_run_id, WINDOW_END: int(started * 1000)}),
         )
         fed = config.federation
+        if isinstance(grid, HttpGrid):  # deployment: replies within 0.25 s, not after 3 s
+            grid = PromptGrid(grid)  # (simulation's InMemoryGrid already pulls every 0.1 s)
         partial = fed.fraction_train < 1 or 0 < fed.fraction_evaluate < 1
         # Site order only matters when a subset is sampled; it costs one query per node.
         ordered = SiteOrderedGrid(grid, fl_run_id, fed.round_timeout_s) if partial else grid
@@ -244,7 +271,23 @@ def run_federated(
             evaluate_config=ConfigRecord(dict(message_config)),
             evaluate_fn=public_evaluation(monitor, public_loss),
         )
-        reports = collect_privacy_reports(ordered, fl_run_id, fed.round_timeout_s)
+        # No round aggregated anything (every site failed): the initial weights stand.
+        final_arrays = result.arrays if len(result.arrays) else initial_arrays
+        site_publish = None
+        if config.publish.enabled:
+            # The publish replies carry the privacy reports; only the sites whose reply did not
+            # are asked separately.
+            site_publish, reports, missing = publish_at_sites(
+                grid, final_arrays, message_config, fed.round_timeout_s * 2
+            )
+            reports = _sorted_reports(
+                {
+                    **reports,
+                    **collect_privacy_reports(grid, fl_run_id, fed.round_timeout_s, missing),
+                }
+            )
+        else:
+            reports = collect_privacy_reports(ordered, fl_run_id, fed.round_timeout_s)
         monitor.privacy_reports(reports)
         summary = summarize(monitor.records)
         dp = dp_section(config, reports)
@@ -262,13 +305,7 @@ def run_federated(
             },
             "dp": dp,
         }
-        # No round aggregated anything (every site failed): the initial weights stand.
-        final_arrays = result.arrays if len(result.arrays) else initial_arrays
-        site_publish = None
-        if config.publish.enabled:
-            site_publish = publish_at_sites(
-                grid, final_arrays, message_config, fed.round_timeout_s * 2
-            )
+        if site_publish is not None:
             fl_info["site_publish"] = site_publish
             monitor.site_publish(site_publish)
         final_state = final_arrays.to_torch_state_dict()

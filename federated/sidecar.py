@@ -45,6 +45,7 @@ from federated.protocol import (
     NODE_TRITON_URL,
     NODE_WINDOW_DIR,
 )
+from federated.supernode import DEFAULT_POLL_S
 from morpheus_ext.config_io import StrictModel, load_config
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,9 @@ class SidecarConfig(StrictModel):
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
     metrics_host: str = "127.0.0.1"
     restart_backoff_s: float = Field(default=5.0, gt=0)
+    supernode_poll_s: float = Field(default=DEFAULT_POLL_S, gt=0, le=60)
+    """How often the idle SuperNode asks the SuperLink for a message (Flower's own: 3 s).
+    Every message of a run waits for the site's next poll, so this is paid per round."""
 
 
 class SidecarMetrics:
@@ -184,6 +188,7 @@ class Sidecar:
             node_config(c),
             root_certificates=c.root_certificates,
             private_key=c.auth_private_key,
+            poll_s=c.supernode_poll_s,
         )
         log_path = c.work_dir / "logs" / f"supernode-{self.starts}.log"
         from federated.launcher import flower_env

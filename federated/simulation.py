@@ -17,6 +17,7 @@ from federated.config import FLConfig
 from federated.launcher import SuperLink
 from federated.protocol import RUN_CONFIG_PATH, RUN_DIR
 from federated.runs import FLRunResult, RoundProgress, finish_run, prepare_run_dir
+from federated.server import RESULT_FILE
 
 
 def simulate(config: FLConfig, run_dir: Path | None = None, progress: bool = False) -> FLRunResult:
@@ -38,6 +39,7 @@ def simulate(config: FLConfig, run_dir: Path | None = None, progress: bool = Fal
                     run_id,
                     config.simulation.timeout_s,
                     on_poll=RoundProgress(run_dir, config.federation.rounds) if progress else None,
+                    result_file=run_dir / RESULT_FILE,
                 )
             finally:
                 log = link.logs(run_id)

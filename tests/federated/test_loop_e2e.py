@@ -20,7 +20,7 @@ def test_drift_triggers_dp_rounds_gate_publish_and_a_switch_without_losing_event
     tmp_path: Path,
 ) -> None:
     result = run_demo(
-        tmp_path, n_sites=2, rate=400, before_s=30, after_s=15, timeout_s=480, sustain_s=25
+        tmp_path, n_sites=2, rate=400, before_s=10, after_s=15, timeout_s=480, sustain_s=25
     )
     run = result["run"]
     assert run["status"] == "completed" and str(run["trigger"]).startswith("drift"), result
