@@ -72,7 +72,9 @@ def measure(
     served = served_version(repository)
     manifest = ModelRepository(repository).manifest(AUTOENCODER, served)
     target = float((manifest.get("calibration") or {}).get("target_fpr", 0.01))
-    window = read_window(window_dir, hours=config.hours, now=now)
+    window = read_window(
+        window_dir, hours=config.hours, now=now, columns=("score", "threshold", "model_version")
+    )
     rows = window[window["model_version"] == served]
     flagged, ratio, drifted = signal(window, served, target, config)
     return {

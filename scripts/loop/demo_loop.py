@@ -210,6 +210,11 @@ def run_demo(
     ``scripts/triton/serve.py``, poll mode on the site's repository) and its sidecar confirms
     each published version with that server before the site counts it as published."""
     t_start = time.monotonic()
+    outer_log = log
+
+    def log(msg: str) -> None:  # every line says when (a slow or stuck phase shows itself)
+        outer_log(f"[{time.monotonic() - t_start:6.1f}s] {msg}")
+
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     python = sys.executable
     broker = KafkaBroker(work / "broker").start()
@@ -356,6 +361,7 @@ def run_demo(
             for s in sites
         }
         producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 20})
+        progress = RunProgress(coord_dir, int(run_config["federation"]["rounds"]), log)
         log(f"streaming {rate:.0f} events/s per site; drift starts after {before_s:.0f} s")
         drift_at: float | None = None
         switched: dict[str, float] = {}
@@ -388,6 +394,7 @@ def run_demo(
                     sent += 1
             cursor = due_n
             producer.poll(0)
+            progress.poll()
             for s in sites:
                 if s.name not in switched and any(
                     o["version"] > 1 for o in list(s.outputs.values())[-2000:]
@@ -403,6 +410,8 @@ def run_demo(
                 break
             if time.monotonic() - t_start > timeout_s:
                 log("timeout: not every site switched")
+                for line in _tails(work, sites):
+                    log(line)
                 break
             if coordinator.poll() is not None and len(switched) < len(sites):
                 pass  # max_runs reached (or failed): keep streaming until the timeout
@@ -427,9 +436,16 @@ def run_demo(
         state = coord_dir / "coordinator.json"  # the coordinator exits after max_runs
         runs = json.loads(state.read_text()).get("runs", []) if state.is_file() else []
         run = runs[-1] if runs else {}
+        keys = ("trigger", "status", "seconds", "fl_run_id", "rounds_completed", "error")
         return {
             "sites": results,
-            "run": {k: run.get(k) for k in ("trigger", "status", "seconds", "fl_run_id")},
+            "run": {
+                **{k: run.get(k) for k in keys},
+                # per site: published, or refused with the gate's numbers (why a site kept v1)
+                "site_publish": {
+                    name: o.get("outcome") for name, o in (run.get("site_publish") or {}).items()
+                },
+            },
             "wall_s": time.monotonic() - t_start,
             "sent": sent,
         }
@@ -454,6 +470,60 @@ def _listening(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.3)
         return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+class RunProgress:
+    """Logs the coordinator's federated run as it goes (polled by the stream loop, at most
+    once a second): its start, each round (:class:`federated.runs.RoundProgress`), and each
+    site's gate outcome once it ends."""
+
+    def __init__(self, coord_dir: Path, rounds: int, log: Any) -> None:
+        self.coord_dir, self.rounds, self.log = coord_dir, rounds, log
+        self.rounds_progress: Any = None
+        self.ended = False
+        self.next_at = 0.0
+
+    def poll(self) -> None:
+        from federated.runs import RoundProgress
+
+        if self.ended or time.monotonic() < self.next_at:
+            return
+        self.next_at = time.monotonic() + 1.0
+        if self.rounds_progress is None:
+            runs = sorted((self.coord_dir / "runs").glob("*/config.yaml"))
+            if not runs:
+                return
+            self.log(f"federated run started: {runs[-1].parent.name}")
+            self.rounds_progress = RoundProgress(runs[-1].parent, self.rounds, stream=self)
+        self.rounds_progress()
+        state = self.coord_dir / "coordinator.json"
+        with contextlib.suppress(OSError, ValueError):
+            runs_done = json.loads(state.read_text()).get("runs") if state.is_file() else None
+            if runs_done:
+                run = runs_done[-1]
+                self.ended = True
+                self.log(f"federated run {run.get('status')} in {run.get('seconds', 0):.0f} s")
+                for name, outcome in (run.get("site_publish") or {}).items():
+                    self.log(f"{name}: {outcome.get('outcome')}")
+
+    def write(self, text: str) -> None:  # RoundProgress's stream
+        for line in text.splitlines():
+            if line.strip():
+                self.log(line.strip())
+
+    def flush(self) -> None:
+        pass
+
+
+def _tails(work: Path, sites: list[Site], n: int = 3) -> list[str]:
+    """The last lines of the coordinator's and each sidecar's log (no events: counts and
+    outcomes only), for a run that timed out."""
+    logs = [work / "coordinator" / "coordinator.log"] + [s.root / "sidecar.log" for s in sites]
+    lines = []
+    for path in logs:
+        text = path.read_text(errors="replace").splitlines() if path.is_file() else []
+        lines += [f"{path.parent.name}/{path.name}: {line}" for line in text[-n:]]
+    return lines
 
 
 def _measure(site: Site, drift_at: float, switched_at: float | None) -> dict[str, Any]:
@@ -580,10 +650,9 @@ def main() -> int:
     parser.add_argument("--out", help="Markdown file to update (section between markers)")
     args = parser.parse_args()
     work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="demo-loop-"))
-    started = time.monotonic()
 
     def log(msg: str) -> None:
-        print(f"[{time.monotonic() - started:6.1f}s] {msg}", flush=True)
+        print(msg, flush=True)
 
     result = run_demo(
         work,

@@ -19,14 +19,17 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 def test_drift_triggers_dp_rounds_gate_publish_and_a_switch_without_losing_events(
     tmp_path: Path,
 ) -> None:
+    # timeout_s bounds a failing run only: a passing one ends ``after_s`` after both switched
+    # (~4 min here; the CI machines can take twice as long with a dozen processes on 2 cores)
     result = run_demo(
-        tmp_path, n_sites=2, rate=400, before_s=10, after_s=15, timeout_s=480, sustain_s=25
+        tmp_path, n_sites=2, rate=400, before_s=10, after_s=15, timeout_s=720, sustain_s=25
     )
     run = result["run"]
     assert run["status"] == "completed" and str(run["trigger"]).startswith("drift"), result
     for name, site in result["sites"].items():
         assert site["without_output"] == 0, (name, site)  # nothing lost across the switch
-        assert site["versions"] == [1, 2], (name, site)  # published at the site and served
+        # published at the site and served (the run's site_publish says why a site was not)
+        assert site["versions"] == [1, 2], (name, site, run)
         assert site["drift_to_new_s"] is not None and site["new_version_events"] > 0
         assert site["fpr_drift_old"] >= 5 * TARGET_FPR, (name, site)  # the drift was real
         # learned: back to <= 2x the calibrated target on drifted traffic (docs/loop.md)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
 
 from morpheus_ext.stages.output.training_window import (
     SCHEMA,
@@ -52,6 +53,15 @@ def test_rows_are_kept_exactly_once_in_hour_partitions_and_replays_are_deduplica
     assert len(read_window(tmp_path, hours=1)) == 250
     assert len(read_window(tmp_path, hours=1, now=now + timedelta(hours=2))) == 0
     assert oct(tmp_path.stat().st_mode & 0o777) == "0o700" or os.name != "posix"
+    # the drift report's read: scores only (no event bytes), the same rows, bounds filtered
+    scores_only = read_window(
+        tmp_path, hours=1, until=now + timedelta(minutes=1), columns=["score"]
+    )
+    assert list(scores_only.columns) == ["event_id", "score", "arrived"]
+    assert scores_only["event_id"].tolist() == ids and scores_only["score"].tolist()[7] == 7.0
+    assert len(read_window(tmp_path, until=now - timedelta(hours=1), columns=["score"])) == 0
+    with pytest.raises(ValueError, match="not columns of the training window: \\['scores'\\]"):
+        read_window(tmp_path, columns=["scores"])
 
 
 def test_retention_by_age_and_by_size_deletes_the_oldest_hours(tmp_path: Path) -> None:

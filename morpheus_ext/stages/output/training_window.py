@@ -295,21 +295,41 @@ def read_window(
     hours: float | None = None,
     now: datetime | None = None,
     until: datetime | None = None,
+    columns: Sequence[str] | None = None,
 ) -> pd.DataFrame:
-    """The window's rows (all columns, arrival order): optionally only those that arrived in
-    the ``hours`` before ``now`` and not after ``until`` (a run's snapshot). Duplicate event
-    ids (a replay after a crash) keep their first arrival."""
+    """The window's rows (all columns, or ``columns`` plus ``event_id`` and ``arrived``, in
+    arrival order): optionally only those that arrived in the ``hours`` before ``now`` and not
+    after ``until`` (a run's snapshot). Duplicate event ids (a replay after a crash) keep their
+    first arrival.
+
+    The time bounds filter *while* reading (Arrow skips the row groups whose ``arrived``
+    statistics fall outside), and ``columns`` leaves the event bytes unread when they are not
+    needed: a sidecar's drift report every few seconds looks at the last minutes of scores
+    only, not at an hour of events."""
     root = Path(root)
     files = sorted(str(p) for p in root.glob("dt=*/hr=*/*.parquet"))
+    wanted = None
+    if columns is not None:
+        unknown = sorted(set(columns) - set(SCHEMA.names))
+        if unknown:
+            raise ValueError(f"not columns of the training window: {unknown}")
+        wanted = [n for n in SCHEMA.names if n in {*columns, "event_id", "arrived"}]
     if not files:
-        return SCHEMA.empty_table().to_pandas()
-    table = ds.dataset(files, schema=SCHEMA, format="parquet").to_table()
+        empty = SCHEMA.empty_table()
+        return (empty if wanted is None else empty.select(wanted)).to_pandas()
     stamp = pa.timestamp("ms", tz="UTC")
+    bounds = []
     if hours is not None:
         since = (now or datetime.now(UTC)) - timedelta(hours=hours)
-        table = table.filter(ds.field("arrived") >= pa.scalar(since, stamp))
+        bounds.append(ds.field("arrived") >= pa.scalar(since, stamp))
     if until is not None:
-        table = table.filter(ds.field("arrived") <= pa.scalar(until, stamp))
+        bounds.append(ds.field("arrived") <= pa.scalar(until, stamp))
+    condition = None
+    for bound in bounds:
+        condition = bound if condition is None else condition & bound
+    table = ds.dataset(files, schema=SCHEMA, format="parquet").to_table(
+        columns=wanted, filter=condition
+    )
     frame = table.to_pandas().sort_values("arrived", kind="stable").reset_index(drop=True)
     dup = frame["event_id"].notna() & frame["event_id"].duplicated()
     return frame[~dup].reset_index(drop=True)
