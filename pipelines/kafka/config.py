@@ -72,7 +72,12 @@ class KafkaSettings(StrictModel):
     batch_size: int = Field(default=4096, ge=1, le=100_000)
     """A batch closes at this many events ..."""
     batch_timeout_ms: int = Field(default=50, ge=1, le=60_000)
-    """... or this long after its first event (or when nothing new arrived for 5 ms)."""
+    """... or this long after its first event ..."""
+    batch_idle_ms: float = Field(default=5.0, gt=0, le=60_000)
+    """... or when nothing new arrived for this long: full batches under load, no waiting for
+    ``batch_timeout_ms`` when events are sparse. A batch costs ~6 ms of CPU whatever its size
+    below a few hundred events, so a site with a trickle of events that can wait (a demo, a
+    small office) raises this (e.g. to ``batch_timeout_ms``) and scores fewer, fuller batches."""
     max_inflight_batches: int = Field(default=4, ge=1, le=64)
     """At-least-once: batches produced but not yet acknowledged; bounds replays after a crash."""
     exactly_once: bool = False

@@ -264,7 +264,9 @@ class KafkaScoringRunner:
     def _next_batch(self, timeout_s: float) -> ConsumedBatch:
         if len(self.backlog):
             return self.backlog.take()
-        return self.source.poll_batch(self.kafka.batch_size, timeout_s)
+        return self.source.poll_batch(
+            self.kafka.batch_size, timeout_s, self.kafka.batch_idle_ms / 1000
+        )
 
     def _service(self) -> None:
         """Serve delivery reports, commit finished batches, refresh lag now and then."""

@@ -304,7 +304,11 @@ def run_demo(
                         "scores_topic": s.scores,
                         "dead_letter_topic": s.dead,
                         "batch_size": 1024,
-                        "batch_timeout_ms": 100,
+                        # fuller batches (~200 events, not ~20 every 50 ms): a batch costs
+                        # ~6 ms whatever its size, and with a dozen processes on 2 cores the
+                        # loop's CPU decides how long it takes
+                        "batch_timeout_ms": 500,
+                        "batch_idle_ms": 500,
                     },
                     "inference": inference,
                     "training_window": {

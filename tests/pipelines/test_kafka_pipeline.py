@@ -359,6 +359,47 @@ def test_an_event_that_crashes_the_featurizer_is_isolated_and_dead_lettered(
     assert produced.index_of(letter["partition"], letter["offset"]) == 1500
 
 
+# --------------------------------------------------------------------------- sparse streams
+def _trickle(
+    broker: KafkaBroker, topic: str, values: list[bytes], burst: int, gap_s: float
+) -> None:
+    """``burst`` events every ``gap_s`` (each burst flushed): a site with little traffic."""
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 1})
+    for lo in range(0, len(values), burst):
+        for value in values[lo : lo + burst]:
+            producer.produce(topic, value)
+        producer.flush(30)
+        time.sleep(gap_s)
+
+
+def test_batch_idle_ms_trades_latency_for_fuller_batches_on_a_sparse_stream(
+    kafka_broker: KafkaBroker, model_repository: Path, engine: InProcessEngine
+) -> None:
+    values = list(synthetic_values(500))
+    batches = {}
+    for idle_ms in (5.0, 1500.0):
+        topics = make_topics(kafka_broker, partitions=1)
+        config = pipeline_config(
+            kafka_broker, topics, model_repository, batch_timeout_ms=20_000, batch_idle_ms=idle_ms
+        )
+        producer = threading.Thread(
+            target=_trickle, args=(kafka_broker, topics.events, values, 10, 0.1)
+        )
+        producer.start()  # 50 bursts over ~5 s, while the runner subscribes and scores
+        try:
+            summary = run_inprocess(config, engine, max_events=len(values))
+        finally:
+            producer.join(60)
+        assert summary.scored == len(values) and summary.drained
+        batches[idle_ms] = summary.batches
+    # 5 ms: a batch closes between bursts (what came before the partition was assigned is one
+    # batch); 1.5 s: no gap is that long, so one batch takes the stream (two if the broker
+    # stalled a burst past 1.5 s)
+    assert batches[1500.0] <= 2 and batches[5.0] >= 10, batches
+
+
 # --------------------------------------------------------------------------- topic created late
 def test_a_pipeline_started_before_its_topic_exists_waits_and_then_scores(
     kafka_broker: KafkaBroker, model_repository: Path, engine: InProcessEngine
