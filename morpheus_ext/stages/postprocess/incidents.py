@@ -347,11 +347,14 @@ class IncidentTracker:
 
     def _reset(self) -> None:
         self.open: dict[str, Incident] = {}
-        self.closed: OrderedDict[str, dict[str, Any]] = OrderedDict()
-        """Recently closed incidents' last records (a replay re-emits them). Final: nobody
-        changes a closed record, so a checkpoint serialises each once (``_closed_json``)."""
-        self._closed_json: dict[str, bytes] = {}
-        """``orjson.dumps`` of the records in ``closed`` that a checkpoint has written."""
+        self.closed: OrderedDict[str, bytes] = OrderedDict()
+        """Recently closed incidents' last records, serialised (``orjson.dumps``): a replay
+        re-emits them, a checkpoint writes them. Final (nobody changes a closed record), so
+        each is serialised once, and kept as bytes, which the cyclic garbage collector does
+        not walk: as dicts, the ~12 containers of each of 2,000 records cost the Kafka
+        pipeline ~0.3 us per event in collections."""
+        self._closed_ids: dict[str, tuple[str, ...]] = {}
+        """The event ids each record in ``closed`` lists (forgotten with it)."""
         self._owner: dict[str, str] = {}
         """event id -> incident id (open and recently closed incidents)."""
         self._index: dict[str, set[str]] = {}
@@ -604,13 +607,12 @@ class IncidentTracker:
                 if not ids:
                     del self._index[key]
         if self.config.recently_closed > 0:
-            self.closed[inc.incident_id] = record
+            self._remember(record)
             while len(self.closed) > self.config.recently_closed:
-                _, old = self.closed.popitem(last=False)
-                self._closed_json.pop(old["incident_id"], None)
-                for eid in old["event_ids"]:
+                old, _ = self.closed.popitem(last=False)
+                for eid in self._closed_ids.pop(old, ()):
                     self._owner.pop(eid, None)
-                for eid in self._hidden_ids.pop(old["incident_id"], ()):
+                for eid in self._hidden_ids.pop(old, ()):
                     self._owner.pop(eid, None)
             hidden = inc.event_ids[self.config.event_ids_in_record :]
             if hidden:
@@ -621,6 +623,11 @@ class IncidentTracker:
         self.dirty = True
         self._closed_now.append(record)
         return record
+
+    def _remember(self, record: dict[str, Any]) -> None:
+        iid = record["incident_id"]
+        self.closed[iid] = orjson.dumps(record)
+        self._closed_ids[iid] = tuple(record["event_ids"])
 
     def _index_keys(self, inc: Incident) -> list[str]:
         keys = [f"entity:{e}" for e in inc.entities]
@@ -654,7 +661,7 @@ class IncidentTracker:
             if inc is not None:
                 out[iid] = inc.record(self.config)
             elif iid in self.closed:
-                out[iid] = self.closed[iid]
+                out[iid] = orjson.loads(self.closed[iid])
         return list(out.values())
 
     # ------------------------------------------------------------------ views
@@ -665,7 +672,7 @@ class IncidentTracker:
     def records(self) -> list[dict[str, Any]]:
         """Every open and remembered closed incident, most severe first."""
         records = [inc.record(self.config) for inc in self.open.values()]
-        records += list(self.closed.values())
+        records += [orjson.loads(b) for b in self.closed.values()]
         return sorted(records, key=incident_order)
 
     def set_campaign(
@@ -686,6 +693,14 @@ class IncidentTracker:
     # ------------------------------------------------------------------ checkpoint
     def state(self) -> dict[str, Any]:
         """Everything needed to resume (JSON-serialisable)."""
+        return {
+            **self._state_head(),
+            "closed": [orjson.loads(b) for b in self.closed.values()],
+            "hidden": self._hidden_ids,
+        }
+
+    def _state_head(self) -> dict[str, Any]:
+        """The state before its ``closed`` and ``hidden`` parts."""
         self.dirty = False
         return {
             "state_version": STATE_VERSION,
@@ -694,8 +709,6 @@ class IncidentTracker:
             "flagged_seen": self.flagged_seen,
             "opened": self.opened,
             "open": [vars(inc) for inc in self.open.values()],
-            "closed": list(self.closed.values()),
-            "hidden": self._hidden_ids,
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -719,7 +732,7 @@ class IncidentTracker:
             for key in self._index_keys(inc):
                 self._index.setdefault(key, set()).add(inc.incident_id)
         for record in state["closed"]:
-            self.closed[record["incident_id"]] = record
+            self._remember(record)
             for eid in record["event_ids"]:
                 self._owner[eid] = record["incident_id"]
         for iid, ids in state.get("hidden", {}).items():
@@ -730,26 +743,16 @@ class IncidentTracker:
     def encoded_state(self) -> bytes:
         """``orjson.dumps(self.state())``, byte for byte, for a fraction of the CPU.
 
-        The Kafka pipeline checkpoints before its commits (several times a second in
-        benchmarks); the ``recently_closed`` records were most of each write and never
-        change, so each is serialised once and its bytes reused until it is forgotten."""
-        state = self.state()
-        closed = state.pop("closed")
-        hidden = state.pop("hidden")
-        cache = self._closed_json
-        parts = []
-        for record in closed:
-            encoded = cache.get(record["incident_id"])
-            if encoded is None:
-                encoded = cache[record["incident_id"]] = orjson.dumps(record)
-            parts.append(encoded)
+        The Kafka pipeline checkpoints before its commits (every ``checkpoint_interval_s``);
+        the ``recently_closed`` records are most of each write and never change: they are
+        kept serialised (``closed``) and written as they are."""
         return b"".join(
             (
-                orjson.dumps(state)[:-1],
+                orjson.dumps(self._state_head())[:-1],
                 b',"closed":[',
-                b",".join(parts),
+                b",".join(self.closed.values()),
                 b'],"hidden":',
-                orjson.dumps(hidden),
+                orjson.dumps(self._hidden_ids),
                 b"}",
             )
         )
