@@ -26,6 +26,7 @@ from confluent_kafka import KafkaError, Message, Producer, TopicPartition
 
 from morpheus_ext.kafka_logging import client_logger
 from morpheus_ext.stages.postprocess.records import ScoreRecords
+from morpheus_ext.stages.postprocess.incidents import encoded_record
 
 log = logging.getLogger(__name__)
 _CLIENT_LOG = client_logger()
@@ -181,7 +182,7 @@ def score_messages(records: Sequence[dict[str, Any]]) -> list[tuple[bytes | None
 def incident_messages(records: Sequence[dict[str, Any]]) -> list[tuple[bytes | None, bytes]]:
     """(key, value) per incident record: key = incident id, so a compacted topic keeps each
     incident's latest revision and a replay's copy replaces, never adds."""
-    return [(r["incident_id"].encode(), orjson.dumps(r)) for r in records]
+    return [(r["incident_id"].encode(), encoded_record(r)) for r in records]
 
 
 def dead_letter_key(record: dict[str, Any]) -> bytes:

@@ -257,6 +257,7 @@ class Incident:
         campaign = self.campaign
         sites = min(int(campaign.get("sites", 0)), 499) if campaign else 0
         values = self.values
+        first = iso(self.first_seen)
         return {
             "record_version": RECORD_VERSION,
             "incident_id": self.incident_id,
@@ -264,8 +265,8 @@ class Incident:
             "revision": 1000 * n + 2 * sites + (self.status == "closed"),
             "site": config.site,
             "entities": self.entities if final else list(self.entities),
-            "first_seen": iso(self.first_seen),
-            "last_seen": iso(self.last_seen),
+            "first_seen": first,
+            "last_seen": first if self.last_seen == self.first_seen else iso(self.last_seen),
             "event_count": n,
             "event_ids": ids,
             "event_ids_truncated": len(self.event_ids) > len(ids),
@@ -282,6 +283,25 @@ class Incident:
             "severity": _severity(self.max_score, n, len(self.entities), self.leakage, campaign),
             "campaign": campaign,
         }
+
+
+class ClosedRecord(dict[str, Any]):
+    """A closed incident's final record with its JSON (``encoded``, ``orjson.dumps`` of it).
+
+    A closed record never changes, and it is serialised anyway for the recently-closed memory
+    (:attr:`IncidentTracker.closed`); the sinks write these bytes instead of serialising the
+    same dict a second time (:func:`encoded_record`). Most incidents of a stream open and
+    close within one batch, so most records sent are these."""
+
+    __slots__ = ("encoded",)
+    encoded: bytes
+
+
+def encoded_record(record: dict[str, Any]) -> bytes:
+    """``orjson.dumps(record)``, reusing a :class:`ClosedRecord`'s bytes."""
+    if type(record) is ClosedRecord:
+        return record.encoded
+    return orjson.dumps(record)
 
 
 def _count_then_text(kv: tuple[str, int]) -> tuple[int, str]:
@@ -336,6 +356,8 @@ class _Event:
     score: float
     rank: float
     values: dict[str, str]
+    keys: list[str]
+    """Its index keys: ``entity:<e>`` (first, when it has an entity), ``<link field>:<v>``."""
 
 
 class IncidentTracker:
@@ -343,6 +365,8 @@ class IncidentTracker:
 
     def __init__(self, config: IncidentConfig) -> None:
         self.config = config
+        self._link_order = tuple(config.link_fields)
+        self._links = frozenset(config.link_fields)
         self._reset()
 
     def _reset(self) -> None:
@@ -359,6 +383,9 @@ class IncidentTracker:
         """event id -> incident id (open and recently closed incidents)."""
         self._index: dict[str, set[str]] = {}
         """``entity:<e>`` / ``<link field>:<v>`` -> open incident ids."""
+        self._keys_of: dict[str, list[str]] = {}
+        """Open incident id -> the keys it is indexed under (dropped from the index at
+        its close)."""
         self._closed_now: list[dict[str, Any]] = []
         """Closed since the last emission (idle, or evicted past ``max_open``)."""
         self._hidden_ids: dict[str, list[str]] = {}
@@ -490,9 +517,18 @@ class IncidentTracker:
             if v is not None and not (isinstance(v, float) and math.isnan(v)):
                 vals[name] = str(v)
         entity = record.get("entity")
+        if entity is None:
+            keys = []
+        else:
+            entity = str(entity)
+            keys = [f"entity:{entity}"]
+        for name in self._link_order:
+            v = vals.get(name)
+            if v is not None:
+                keys.append(f"{name}:{v}")
         return _Event(
             event_id,
-            None if entity is None else str(entity),
+            entity,
             t,
             signature,
             reasons + leak_reasons if leak_reasons else reasons,
@@ -500,12 +536,8 @@ class IncidentTracker:
             score / threshold if threshold > 0 else 0.0,
             rank,
             vals,
+            keys,
         )
-
-    def _keys(self, event: _Event) -> list[str]:
-        keys = [] if event.entity is None else [f"entity:{event.entity}"]
-        keys += [f"{f}:{event.values[f]}" for f in self.config.link_fields if f in event.values]
-        return keys
 
     def _join(self, event: _Event) -> Incident:
         c = self.config
@@ -514,7 +546,7 @@ class IncidentTracker:
         gap, span, most = c.gap_s, c.max_span_s, c.max_events
         stale = self.watermark - gap
         t = event.time
-        keys = self._keys(event)
+        keys = event.keys
         for key in keys:
             for iid in self._index.get(key, ()):
                 inc = self.open[iid]
@@ -531,7 +563,7 @@ class IncidentTracker:
                     best = inc
         if best is None:
             best = self._new(event)
-        self._add(best, event, keys)
+        self._add(best, event)
         return best
 
     def _new(self, event: _Event) -> Incident:
@@ -542,18 +574,19 @@ class IncidentTracker:
             iid = incident_id(self.config.site, first)
         inc = Incident(iid, event.time, event.time)
         self.open[iid] = inc
+        self._keys_of[iid] = []
         self.opened += 1
         if len(self.open) > self.config.max_open:
             oldest = min(self.open.values(), key=lambda x: x.last_seen)
             self._close(oldest)
         return inc
 
-    def _add(self, inc: Incident, event: _Event, keys: list[str] | None = None) -> None:
-        """Fold ``event`` into ``inc``; ``keys``: the event's :meth:`_keys` (the entity's
-        first), when the caller has them already."""
+    def _add(self, inc: Incident, event: _Event) -> None:
+        """Fold ``event`` into ``inc``."""
         c = self.config
         iid = inc.incident_id
         index = self._index
+        indexed = self._keys_of[iid]
         if event.event_id is None:
             inc.anonymous_events += 1
         else:
@@ -567,7 +600,9 @@ class IncidentTracker:
         entity = event.entity
         if entity is not None and entity not in inc.entities and len(inc.entities) < c.max_values:
             inc.entities.append(entity)
-            _index_add(index, keys[0] if keys else f"entity:{entity}", iid)
+            key = event.keys[0]  # (the entity's)
+            _index_add(index, key, iid)
+            indexed.append(key)
         for s in event.signature:
             if s not in inc.signature:
                 inc.signature.append(s)
@@ -586,8 +621,10 @@ class IncidentTracker:
                 kept = inc.values[name] = []
             if v not in kept and len(kept) < c.max_values:
                 kept.append(v)
-                if name in c.link_fields:
-                    _index_add(index, f"{name}:{v}", iid)
+                if name in self._links:
+                    key = f"{name}:{v}"
+                    _index_add(index, key, iid)
+                    indexed.append(key)
         if event.score > inc.max_score:
             inc.max_score = event.score
         if event.rank > inc.max_rank:
@@ -598,14 +635,17 @@ class IncidentTracker:
     # ------------------------------------------------------------------ closing
     def _close(self, inc: Incident) -> dict[str, Any]:
         inc.status = "closed"
-        record = inc.record(self.config, final=True)
-        del self.open[inc.incident_id]
-        for key in self._index_keys(inc):
-            ids = self._index.get(key)
+        record = ClosedRecord(inc.record(self.config, final=True))
+        record.encoded = orjson.dumps(record)
+        iid = inc.incident_id
+        del self.open[iid]
+        index = self._index
+        for key in self._keys_of.pop(iid):
+            ids = index.get(key)
             if ids is not None:
-                ids.discard(inc.incident_id)
+                ids.discard(iid)
                 if not ids:
-                    del self._index[key]
+                    del index[key]
         if self.config.recently_closed > 0:
             self._remember(record)
             while len(self.closed) > self.config.recently_closed:
@@ -626,7 +666,7 @@ class IncidentTracker:
 
     def _remember(self, record: dict[str, Any]) -> None:
         iid = record["incident_id"]
-        self.closed[iid] = orjson.dumps(record)
+        self.closed[iid] = encoded_record(record)
         self._closed_ids[iid] = tuple(record["event_ids"])
 
     def _index_keys(self, inc: Incident) -> list[str]:
@@ -661,7 +701,9 @@ class IncidentTracker:
             if inc is not None:
                 out[iid] = inc.record(self.config)
             elif iid in self.closed:
-                out[iid] = orjson.loads(self.closed[iid])
+                encoded = self.closed[iid]
+                out[iid] = record = ClosedRecord(orjson.loads(encoded))
+                record.encoded = encoded
         return list(out.values())
 
     # ------------------------------------------------------------------ views
@@ -729,7 +771,8 @@ class IncidentTracker:
             self.open[inc.incident_id] = inc
             for eid in inc.event_ids:
                 self._owner[eid] = inc.incident_id
-            for key in self._index_keys(inc):
+            keys = self._keys_of[inc.incident_id] = self._index_keys(inc)
+            for key in keys:
                 self._index.setdefault(key, set()).add(inc.incident_id)
         for record in state["closed"]:
             self._remember(record)
