@@ -25,8 +25,8 @@ import orjson
 from confluent_kafka import KafkaError, Message, Producer, TopicPartition
 
 from morpheus_ext.kafka_logging import client_logger
-from morpheus_ext.stages.postprocess.records import ScoreRecords
 from morpheus_ext.stages.postprocess.incidents import encoded_record
+from morpheus_ext.stages.postprocess.records import ScoreRecords
 
 log = logging.getLogger(__name__)
 _CLIENT_LOG = client_logger()
