@@ -11,7 +11,11 @@ Two rules, both measured (shared/notes/federated.md):
   (:meth:`SitePrivacyState.to_record`), and the ledger keeps a persistent copy.
 
 Epsilon is always recomputed from the full history with Opacus' own ``RDPAccountant``, so the
-reported number equals what Opacus reports for the same (sigma, q, steps):
+reported number equals what Opacus reports for the same (sigma, q, steps).
+
+Opacus is imported where it is used, not with this module: every message to a site runs in
+a fresh ClientApp process, and importing Opacus costs ~2 s of CPU beyond torch, which an
+``evaluate`` message (no accountant, no DP-SGD) never needs.
 
 >>> plan = plan_noise(n_rows=6001, batch_size=256, rounds=3, local_epochs=1,
 ...                   target_epsilon=3.0, delta=1e-5)
@@ -31,8 +35,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flwr.app import ConfigRecord
-from opacus.accountants import RDPAccountant
-from opacus.accountants.utils import get_noise_multiplier
 
 ACCOUNTANT = "rdp"
 STATE_KEY = "dp-state"
@@ -68,6 +70,8 @@ def plan_noise(
     A site sampled in fewer rounds than planned (partial participation, dropped rounds) ends
     below the target: the plan is an upper bound, never re-targeted.
     """
+    from opacus.accountants.utils import get_noise_multiplier  # (lazy: see the module docstring)
+
     per_epoch = steps_per_epoch(n_rows, batch_size)
     sample_rate = 1.0 / per_epoch
     per_round = per_epoch * local_epochs
@@ -88,6 +92,8 @@ def rdp_epsilon(history: list[tuple[float, float, int]], delta: float) -> float:
     """Epsilon of an accountant history, computed by Opacus' RDP accountant itself."""
     if not history:
         return 0.0
+    from opacus.accountants import RDPAccountant  # (lazy: see the module docstring)
+
     accountant = RDPAccountant()
     accountant.history = list(history)
     with warnings.catch_warnings():

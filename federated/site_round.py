@@ -28,7 +28,6 @@ import torch
 
 from federated.attacks import poison
 from federated.config import FLConfig
-from federated.dp_training import train_dp_round
 from federated.ledger import PrivacyLedger
 from federated.privacy import ACCOUNTANT, SitePrivacyState, plan_noise
 from federated.prometheus_metrics import ClientMetrics
@@ -147,6 +146,8 @@ class Site:
                 ledger.check_run(run_id, planned)
             per_round = round(1.0 / dp.sample_rate) * per_round_steps
             ledger.check(run_id, dp.projected_epsilon(per_round), server_round)
+            from federated.dp_training import train_dp_round  # (Opacus: only when training)
+
             stats = train_dp_round(model, self.x_train, cfg.local, cfg.privacy, dp, seed)
             dp.rounds.append(server_round)
             epsilon = dp.epsilon()
