@@ -405,9 +405,17 @@ def run_demo(
                 ):
                     switched[s.name] = time.monotonic()
                     log(f"{s.name} now scores with a new version")
-            if phase == "drift" and after_until is None and len(switched) == len(sites):
-                after_until = time.monotonic() + after_s
-                log(f"every site switched; {after_s:.0f} s more of drifted traffic")
+            # A site whose gate refused the run's candidate keeps its version (the gate did its
+            # job: the candidate lost detection or flags too much); it is settled too.
+            settled = set(switched) | (progress.refused - set(switched))
+            if phase == "drift" and after_until is None and len(settled) == len(sites):
+                after_until = time.monotonic() + (after_s if switched else 0.0)
+                kept = sorted(progress.refused - set(switched))
+                log(
+                    "every site switched"
+                    + (f" but {', '.join(kept)} (its gate refused the candidate)" if kept else "")
+                    + f"; {after_s if switched else 0:.0f} s more of drifted traffic"
+                )
             if after_until is not None and time.monotonic() >= after_until:
                 break
             if phase == "drift" and cursor >= n_after_max:
@@ -485,6 +493,8 @@ class RunProgress:
         self.coord_dir, self.rounds, self.log = coord_dir, rounds, log
         self.rounds_progress: Any = None
         self.ended = False
+        self.refused: set[str] = set()
+        """Sites whose gate refused the run's candidate (known once the run ended)."""
         self.next_at = 0.0
 
     def poll(self) -> None:
@@ -509,6 +519,8 @@ class RunProgress:
                 self.log(f"federated run {run.get('status')} in {run.get('seconds', 0):.0f} s")
                 for name, outcome in (run.get("site_publish") or {}).items():
                     self.log(f"{name}: {outcome.get('outcome')}")
+                    if str(outcome.get("outcome")).startswith("refused"):
+                        self.refused.add(name)
 
     def write(self, text: str) -> None:  # RoundProgress's stream
         for line in text.splitlines():
