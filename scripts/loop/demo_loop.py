@@ -364,7 +364,9 @@ def run_demo(
             }
             for s in sites
         }
-        producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 20})
+        # Few, full batches: on Tansu's memory storage a fetch costs more with every batch in
+        # the partition (docs/kafka.md); at 20 ms the broker saturated ~8 minutes in.
+        producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 500})
         progress = RunProgress(coord_dir, int(run_config["federation"]["rounds"]), log)
         log(f"streaming {rate:.0f} events/s per site; drift starts after {before_s:.0f} s")
         drift_at: float | None = None
